@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Build the test kernel (Debian linux-source-6.12 + scripts/kernel.config on top of tinyconfig) out of
+# tree, in a cache outside the clone keyed by kernel version, config fragment + this script, and rustc
+# version. A cache hit returns at once. Prints the build directory (KDIR) as its last line.
+source "$(dirname "$0")/lib.sh"
+
+src=$(kernel_srcdir)
+out=$(kernel_builddir)
+stamp=$out/.vir-complete
+
+if [ -f "$stamp" ]; then
+	info "kernel: cache hit $(basename "$out")"
+	echo "$out"
+	exit 0
+fi
+
+if [ ! -f "$src/Makefile" ]; then
+	stage "kernel: unpacking $VIR_KERNEL_PKG $(kernel_version) into $src"
+	tmp=$(mktemp -d "$VIR_CACHE/src/unpack.XXXXXX" 2>/dev/null || { mkdir -p "$VIR_CACHE/src"; mktemp -d "$VIR_CACHE/src/unpack.XXXXXX"; })
+	tar -C "$tmp" -xf /usr/src/linux-source-6.12.tar.*
+	rm -rf "$src"
+	mv "$tmp"/linux-source-6.12 "$src"
+	rmdir "$tmp"
+fi
+
+rm -rf "$out"
+mkdir -p "$out"
+log=$VIR_LOGDIR/kernel-build.log
+: >"$log"
+stage "kernel: configuring $(basename "$out") (log: $log)"
+kmake() { make -C "$src" O="$out" "$@"; }
+run_logged "$log.config" bash -c "
+	set -e
+	make -C '$src' O='$out' tinyconfig
+	'$src'/scripts/kconfig/merge_config.sh -m -O '$out' '$out/.config' '$VIR_ROOT/scripts/kernel.config'
+	make -C '$src' O='$out' olddefconfig" || die "kernel configuration failed"
+
+# Every option of the fragment must have survived olddefconfig (a missing dependency drops it silently).
+bad=0
+while IFS= read -r line; do
+	case "$line" in
+	CONFIG_*=*) opt=${line%%=*}; want=$line ;;
+	"# CONFIG_"*" is not set") opt=${line#\# }; opt=${opt%% *}; want=$line ;;
+	*) continue ;;
+	esac
+	got=$(grep -E "^$opt=|^# $opt is not set" "$out/.config" || true)
+	if [ "$got" != "$want" ] && ! { [ -z "$got" ] && [[ $want == *"is not set" ]]; }; then
+		printf 'error: kernel config: wanted "%s", got "%s"\n' "$want" "${got:-<absent>}" >&2
+		bad=1
+	fi
+done <"$VIR_ROOT/scripts/kernel.config"
+[ $bad = 0 ] || die "kernel config fragment not satisfied (see $log.config)"
+
+jobs=$(nproc)
+stage "kernel: building bzImage, modules and Rust metadata with -j$jobs (log: $log)"
+start=$(date +%s)
+kmake -j"$jobs" bzImage modules >"$log" 2>&1 &
+pid=$!
+expect=$(cat "$VIR_CACHE/kernel-objects.count" 2>/dev/null || echo "")
+while kill -0 $pid 2>/dev/null; do
+	sleep 20
+	n=$(grep -cE '^  (CC|RUSTC|AS|LD) ' "$log" || true)
+	last=$(grep -E '^  [A-Z]+ ' "$log" | tail -n1 | sed 's/^ *//' || true)
+	el=$(( $(date +%s) - start ))
+	info "kernel: $((el / 60))m$((el % 60))s, $n objects${expect:+ of about $expect}; $last"
+done
+if ! wait $pid; then
+	printf 'error: kernel build failed; full log: %s\n' "$log" >&2
+	grep -E 'error|Error' "$log" | head -n 20 | sed 's/^/       | /' >&2
+	tail -n 20 "$log" | sed 's/^/       | /' >&2
+	exit 1
+fi
+grep -cE '^  (CC|RUSTC|AS|LD) ' "$log" >"$VIR_CACHE/kernel-objects.count" || true
+
+run_logged "$log.headers" kmake headers_install INSTALL_HDR_PATH="$out/usr" ||
+	die "headers_install failed"
+rm -rf "$out/modroot"
+run_logged "$log.modinst" kmake modules_install INSTALL_MOD_PATH="$out/modroot" ||
+	die "modules_install failed"
+
+el=$(( $(date +%s) - start ))
+printf 'kernel %s built in %ss\n' "$(basename "$out")" "$el" >"$stamp"
+stage "kernel: built in $((el / 60))m$((el % 60))s"
+echo "$out"

@@ -1,0 +1,51 @@
+# SPDX-License-Identifier: GPL-2.0
+# Shared shell helpers for the vfio-iommu-rust scripts: stage lines, logging, cache paths.
+# Sourced, not executed.
+
+set -euo pipefail
+
+VIR_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VIR_CACHE=${VIR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vfio-iommu-rust}
+VIR_LOGDIR=${VIR_LOGDIR:-$VIR_ROOT/out/logs}
+mkdir -p "$VIR_CACHE" "$VIR_LOGDIR"
+
+# The kernel we build and test against; any 6.12.y from Debian's linux-source-6.12 works.
+VIR_KERNEL_PKG=linux-source-6.12
+VIR_BINDGEN_VERSION=0.69.5
+
+export PATH="$HOME/.cargo/bin:$PATH"
+
+stage() { printf '==> %s\n' "$*"; }
+info() { printf '    %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# run_logged LOG CMD...: run CMD with all output in LOG; on failure show the log's tail and fail.
+run_logged() {
+	local log=$1; shift
+	if ! "$@" >"$log" 2>&1; then
+		printf 'error: command failed: %s\n' "$*" >&2
+		printf '       full log: %s\n       last 40 lines:\n' "$log" >&2
+		tail -n 40 "$log" | sed 's/^/       | /' >&2
+		return 1
+	fi
+}
+
+# The full version of the installed linux-source-6.12 tarball, e.g. 6.12.117.
+kernel_version() {
+	local tarball
+	tarball=$(ls /usr/src/linux-source-6.12.tar.* 2>/dev/null | head -n1) || true
+	[ -n "$tarball" ] || die "linux-source-6.12 is not installed (run: make setup)"
+	dpkg-query -W -f='${Version}' "$VIR_KERNEL_PKG" | sed -E 's/-.*//'
+}
+
+rustc_version() { rustc --version | awk '{print $2}'; }
+
+# Cache key of the kernel build: kernel version, our config fragment and build script, rustc version.
+kernel_key() {
+	local h
+	h=$(cat "$VIR_ROOT/scripts/kernel.config" "$VIR_ROOT/scripts/build-kernel.sh" | sha256sum | cut -c1-12)
+	printf '%s-%s-rustc%s' "$(kernel_version)" "$h" "$(rustc_version)"
+}
+
+kernel_srcdir() { printf '%s/src/linux-%s' "$VIR_CACHE" "$(kernel_version)"; }
+kernel_builddir() { printf '%s/kernel/%s' "$VIR_CACHE" "$(kernel_key)"; }
