@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! vfio-iommu-rust: a VFIO IOMMU backend for the legacy container (`/dev/vfio/vfio`), written in
+//! Rust, serving `VFIO_TYPE1_IOMMU` and `VFIO_TYPE1v2_IOMMU` in place of
+//! `drivers/vfio/vfio_iommu_type1.c`.
+//!
+//! The VFIO core asks the most recently registered backend first, so once this module is loaded
+//! (after `vfio_iommu_type1`, which `vfio` pulls in) new containers are served by it; containers
+//! opened before keep their backend. See `Documentation/` for the design.
+
+mod bindings;
+mod container;
+mod driver;
+mod group;
+mod ioctl;
+
+use kernel::prelude::*;
+
+module! {
+    type: VfioIommuRust,
+    name: "vfio_iommu_rust",
+    author: "vfio-iommu-rust developers",
+    description: "VFIO IOMMU backend implementing the type1 container interface, in Rust",
+    license: "GPL",
+}
+
+/// The module: its only state is the registration with the VFIO core.
+struct VfioIommuRust {
+    _registration: driver::Registration<container::Container>,
+}
+
+impl kernel::Module for VfioIommuRust {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        let registration = driver::Registration::new(module)?;
+        pr_info!("registered for VFIO_TYPE1_IOMMU and VFIO_TYPE1v2_IOMMU containers\n");
+        Ok(Self {
+            _registration: registration,
+        })
+    }
+}
+
+impl Drop for VfioIommuRust {
+    fn drop(&mut self) {
+        pr_info!("unregistering\n");
+    }
+}
