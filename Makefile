@@ -1,0 +1,43 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# vfio-iommu-rust: the two commands of README.md and the steps behind them.
+#
+#   make demo     set up, build, boot the guest, show our backend serving a device's container
+#   make check    set up, build, boot the guest, run all tests: ends with "N passed, N failed"
+#   make          build the module against KDIR (default: the cached test kernel)
+#
+# KDIR=/path/to/kernel/build builds against another Rust-enabled 6.12 kernel build tree.
+
+SHELL := /bin/bash
+KDIR ?=
+CLIPPY ?= 1
+
+# The cached test kernel, built on demand (its path is the last line build-kernel.sh prints).
+kdir = $(if $(KDIR),$(KDIR),$$(bash scripts/build-kernel.sh | tail -n1))
+
+.PHONY: all modules setup kernel guest check demo clean
+
+all: modules
+
+setup:
+	@bash scripts/setup.sh
+
+kernel: setup
+	@bash scripts/build-kernel.sh >/dev/null
+
+modules:
+	@k=$(kdir) && echo "==> module: building against $$k" && \
+	$(MAKE) -s -C "$$k" M=$(CURDIR) CLIPPY=$(CLIPPY) modules
+
+guest: modules
+	@bash scripts/build-guest.sh $(kdir)
+
+check: setup
+	@bash scripts/check.sh $(KDIR)
+
+demo: setup
+	@bash scripts/demo.sh $(KDIR)
+
+clean:
+	@k=$(kdir) && $(MAKE) -s -C "$$k" M=$(CURDIR) clean
+	rm -rf out

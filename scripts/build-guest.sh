@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Build the guest: the static test binaries (kselftest harness from the kernel tree, uAPI headers of
+# the kernel under test) and a busybox initramfs with the VFIO modules, our module and the tests.
+# Usage: build-guest.sh KDIR
+source "$(dirname "$0")/lib.sh"
+
+kdir=${1:?usage: build-guest.sh KDIR}
+srctree=$kdir/source
+out=$VIR_ROOT/out/guest
+ko=$VIR_ROOT/vfio-iommu-rust.ko
+[ -f "$ko" ] || die "$ko not built (run: make)"
+release=$(cat "$kdir/include/config/kernel.release")
+modroot=$kdir/modroot/lib/modules/$release
+[ -d "$modroot" ] || die "$modroot missing: kernel build incomplete"
+
+stage "guest: building test binaries"
+rm -rf "$out/tests"
+mkdir -p "$out/tests"
+cflags=(-static -O2 -g -Wall -Werror -D_GNU_SOURCE -I"$kdir/usr/include"
+	-I"$srctree/tools/testing/selftests" -I"$VIR_ROOT/tests")
+for src in "$VIR_ROOT"/tests/*_test.c; do
+	name=$(basename "$src" .c)
+	run_logged "$VIR_LOGDIR/build-$name.log" gcc "${cflags[@]}" -o "$out/tests/$name" "$src" ||
+		die "building $name failed"
+done
+if [ -f "$VIR_ROOT/tests/demo.c" ]; then
+	run_logged "$VIR_LOGDIR/build-demo.log" gcc "${cflags[@]}" -o "$out/vir-demo" "$VIR_ROOT/tests/demo.c" ||
+		die "building the demo failed"
+fi
+
+stage "guest: building initramfs"
+root=$out/root
+rm -rf "$root"
+mkdir -p "$root"/{bin,dev,proc,sys,tmp,tests,lib/modules}
+cp /bin/busybox "$root/bin/busybox"
+cp "$VIR_ROOT/tests/guest/init" "$root/init"
+cp "$VIR_ROOT/tests/guest/demo.sh" "$root/demo.sh"
+[ -f "$out/vir-demo" ] && cp "$out/vir-demo" "$root/bin/vir-demo"
+cp "$out"/tests/* "$root/tests/"
+cp -a "$modroot" "$root/lib/modules/"
+rm -f "$root/lib/modules/$release"/{build,source}
+mkdir -p "$root/lib/modules/$release/extra"
+cp "$ko" "$root/lib/modules/$release/extra/"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out/initramfs.cpio.gz"
+info "guest: $(du -h "$out/initramfs.cpio.gz" | cut -f1) initramfs, $(ls "$out/tests" | wc -l) test binaries"

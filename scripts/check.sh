@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# `make check`: build (kernel from cache if possible, module with clippy, guest), boot the guest,
+# run every test against type1 and against us, report. Usage: check.sh [KDIR]
+source "$(dirname "$0")/lib.sh"
+
+kdir=${1:-$(bash "$VIR_ROOT/scripts/build-kernel.sh" | tail -n1)}
+stage "module: building against $kdir (CLIPPY=1, warnings are errors)"
+run_logged "$VIR_LOGDIR/module-build.log" make -C "$kdir" M="$VIR_ROOT" CLIPPY=1 modules ||
+	die "module build failed"
+bash "$VIR_ROOT/scripts/build-guest.sh" "$kdir"
+rc=0
+bash "$VIR_ROOT/scripts/run-guest.sh" "$kdir" check "${VIR_GUEST_TIMEOUT:-900}" || rc=$?
+stage "results"
+bash "$VIR_ROOT/scripts/report.sh" "$VIR_ROOT/out/guest/console.log" "$VIR_ROOT/out/guest/tap.log"

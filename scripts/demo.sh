@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# `make demo`: build everything, boot the guest and show our backend at work. Usage: demo.sh [KDIR]
+source "$(dirname "$0")/lib.sh"
+
+kdir=${1:-$(bash "$VIR_ROOT/scripts/build-kernel.sh" | tail -n1)}
+stage "module: building against $kdir"
+run_logged "$VIR_LOGDIR/module-build.log" make -C "$kdir" M="$VIR_ROOT" modules ||
+	die "module build failed"
+bash "$VIR_ROOT/scripts/build-guest.sh" "$kdir"
+bash "$VIR_ROOT/scripts/run-guest.sh" "$kdir" demo 300 || true
+grep -q '^DEMO: rmmod vfio_iommu_rust: ok' "$VIR_ROOT/out/guest/console.log" ||
+	die "the demo did not complete; see $VIR_ROOT/out/guest/console.log"
+stage "demo complete (full guest console: $VIR_ROOT/out/guest/console.log)"

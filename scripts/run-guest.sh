@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Boot the test guest under QEMU: q35 with a virtual Intel IOMMU (interrupt remapping, caching mode,
+# 48-bit addresses) and two edu devices. The kernel console goes to out/guest/console.log, the
+# tests' TAP to out/guest/tap.log. TCG by default; VIR_KVM=1 uses KVM.
+# Usage: run-guest.sh KDIR MODE [TIMEOUT_SECONDS]   (MODE: check or demo)
+source "$(dirname "$0")/lib.sh"
+
+kdir=${1:?usage: run-guest.sh KDIR MODE}
+mode=${2:?usage: run-guest.sh KDIR MODE}
+limit=${3:-600}
+out=$VIR_ROOT/out/guest
+console=$out/console.log
+tap=$out/tap.log
+: >"$console"
+: >"$tap"
+
+accel=tcg
+[ "${VIR_KVM:-0}" = 1 ] && accel=kvm
+cmd=(qemu-system-x86_64
+	-M q35,kernel-irqchip=split -accel "$accel" -cpu max -smp 2 -m 2G
+	-device intel-iommu,intremap=on,caching-mode=on,aw-bits=48
+	-device edu -device edu
+	-display none -monitor none -no-reboot
+	-serial "file:$console" -serial "file:$tap"
+	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$out/initramfs.cpio.gz"
+	-append "console=ttyS0 intel_iommu=on oops=panic panic=-1 vir.mode=$mode")
+
+stage "guest: booting ($accel, mode $mode, limit ${limit}s; console: $console)"
+start=$(date +%s)
+set +e
+if [ "$mode" = demo ]; then
+	timeout "$limit" "${cmd[@]}" &
+	qpid=$!
+	# Show the demo's own lines (and the kernel's about our module) as they come.
+	tail -n +1 -f --pid=$qpid "$console" 2>/dev/null |
+		grep --line-buffered -E '^(VIR|DEMO)|vfio_iommu_rust|DMAR: Intel|Oops|BUG|WARNING' |
+		sed -u 's/^/    guest| /' &
+	wait $qpid
+	rc=$?
+	sleep 0.5
+else
+	timeout "$limit" "${cmd[@]}"
+	rc=$?
+fi
+set -e
+el=$(( $(date +%s) - start ))
+if [ $rc = 124 ]; then
+	printf 'error: guest timed out after %ss; last console lines:\n' "$limit" >&2
+	tail -n 30 "$console" | sed 's/^/    | /' >&2
+fi
+info "guest: exited with status $rc after ${el}s"
+exit $rc
