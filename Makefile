@@ -12,8 +12,8 @@ SHELL := /bin/bash
 KDIR ?=
 CLIPPY ?= 1
 
-# The cached test kernel, built on demand (its path is the last line build-kernel.sh prints).
-kdir = $(if $(KDIR),$(KDIR),$$(bash scripts/build-kernel.sh | tail -n1))
+# The cached test kernel, built on demand (build-kernel.sh prints its path).
+kdir = $(if $(KDIR),$(KDIR),$$(bash scripts/build-kernel.sh))
 
 .PHONY: all modules setup kernel guest check demo clean
 

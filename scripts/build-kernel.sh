@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0
 # Build the test kernel (Debian linux-source-6.12 + scripts/kernel.config on top of tinyconfig) out of
 # tree, in a cache outside the clone keyed by kernel version, config fragment + this script, and rustc
-# version. A cache hit returns at once. Prints the build directory (KDIR) as its last line.
+# version. A cache hit returns at once. Prints the build directory (KDIR) on stdout, and nothing
+# else: progress goes to stderr.
 source "$(dirname "$0")/lib.sh"
+exec 3>&1 1>&2
 
 src=$(kernel_srcdir)
 out=$(kernel_builddir)
@@ -11,7 +13,7 @@ stamp=$out/.vir-complete
 
 if [ -f "$stamp" ]; then
 	info "kernel: cache hit $(basename "$out")"
-	echo "$out"
+	echo "$out" >&3
 	exit 0
 fi
 
@@ -82,4 +84,4 @@ run_logged "$log.modinst" kmake modules_install INSTALL_MOD_PATH="$out/modroot" 
 el=$(( $(date +%s) - start ))
 printf 'kernel %s built in %ss\n' "$(basename "$out")" "$el" >"$stamp"
 stage "kernel: built in $((el / 60))m$((el % 60))s"
-echo "$out"
+echo "$out" >&3

@@ -4,7 +4,7 @@
 # run every test against type1 and against us, report. Usage: check.sh [KDIR]
 source "$(dirname "$0")/lib.sh"
 
-kdir=${1:-$(bash "$VIR_ROOT/scripts/build-kernel.sh" | tail -n1)}
+kdir=${1:-$(bash "$VIR_ROOT/scripts/build-kernel.sh")}
 stage "module: building against $kdir (CLIPPY=1, warnings are errors)"
 run_logged "$VIR_LOGDIR/module-build.log" make -C "$kdir" M="$VIR_ROOT" CLIPPY=1 modules ||
 	die "module build failed"

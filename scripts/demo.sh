@@ -3,7 +3,7 @@
 # `make demo`: build everything, boot the guest and show our backend at work. Usage: demo.sh [KDIR]
 source "$(dirname "$0")/lib.sh"
 
-kdir=${1:-$(bash "$VIR_ROOT/scripts/build-kernel.sh" | tail -n1)}
+kdir=${1:-$(bash "$VIR_ROOT/scripts/build-kernel.sh")}
 stage "module: building against $kdir"
 run_logged "$VIR_LOGDIR/module-build.log" make -C "$kdir" M="$VIR_ROOT" modules ||
 	die "module build failed"

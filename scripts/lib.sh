@@ -40,10 +40,13 @@ kernel_version() {
 
 rustc_version() { rustc --version | awk '{print $2}'; }
 
-# Cache key of the kernel build: kernel version, our config fragment and build script, rustc version.
+# Bump when build-kernel.sh changes what it produces, to invalidate cached kernels.
+VIR_KERNEL_BUILD_REV=1
+
+# Cache key of the kernel build: kernel version, config fragment, rustc version (and the build rev).
 kernel_key() {
 	local h
-	h=$(cat "$VIR_ROOT/scripts/kernel.config" "$VIR_ROOT/scripts/build-kernel.sh" | sha256sum | cut -c1-12)
+	h=$({ cat "$VIR_ROOT/scripts/kernel.config"; echo "rev $VIR_KERNEL_BUILD_REV"; } | sha256sum | cut -c1-12)
 	printf '%s-%s-rustc%s' "$(kernel_version)" "$h" "$(rustc_version)"
 }
 

@@ -4,6 +4,6 @@
 echo "DEMO: IOMMU: $(ls /sys/class/iommu) (groups: $(ls /sys/kernel/iommu_groups | wc -l))"
 echo "DEMO: backends before: type1 refcnt $(cat /sys/module/vfio_iommu_type1/refcnt)"
 insmod $VFIO_RUST_KO
-echo "DEMO: insmod vfio-iommu-rust.ko: $(dmesg | grep -m1 'vfio_iommu_rust: registered')"
+echo "DEMO: loaded $VFIO_RUST_KO after type1"
 VFIO_BACKEND=rust vir-demo
 rmmod vfio_iommu_rust && echo "DEMO: rmmod vfio_iommu_rust: ok"
