@@ -1,21 +1,36 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The backend state of one VFIO container.
+//! The backend state of one VFIO container: its groups, IOMMU domains, usable IOVA space and DMA
+//! mappings, and the operations on them (type1's `struct vfio_iommu`).
 //!
 //! A container is created by `VFIO_SET_IOMMU` (`open`), gains and loses groups through the VFIO
-//! core's attach/detach calls, serves the container ioctls (see `ioctl.rs`) and is torn down by
-//! `release` after its last group left.
+//! core's attach/detach calls, serves the container ioctls decoded in `ioctl.rs` and is torn down
+//! by `release` after its last group left.
 //!
 //! Lock order (outermost first):
-//! 1. `Container::inner` (mutex; may sleep, allocates with `GFP_KERNEL`).
+//! 1. `Container::inner` (mutex; may sleep, allocates with `GFP_KERNEL`);
+//! 2. a mapping owner's `mmap_lock` (read to pin, write to charge locked memory; in `mm.rs`);
+//! 3. IOMMU driver and group locks (inside the IOMMU API).
 
-use crate::group::{GroupType, IommuGroup};
-use kernel::{new_mutex, prelude::*, rbtree::RBTree, sync::Arc, sync::Mutex};
+use crate::{
+    dma::{DmaMapping, DmaTree, PinBatch},
+    domain::{Domain, DomainSet, Prot},
+    group::{GroupRef, GroupType, IommuGroup},
+    iova::{IovaList, IovaRange},
+    params,
+};
+use kernel::{
+    new_mutex,
+    prelude::*,
+    rbtree::{RBTree, RBTreeNodeReservation},
+    sync::{Arc, Mutex},
+};
 
 /// The unmap semantics a container was opened with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Version {
-    /// `VFIO_TYPE1_IOMMU`: an unmap may split nothing but removes whole mappings it touches.
+    /// `VFIO_TYPE1_IOMMU`: an unmap removes every mapping that starts inside its range, whole,
+    /// and stops at a mapping that starts before it.
     V1,
     /// `VFIO_TYPE1v2_IOMMU`: an unmap must not bisect a mapping; dirty tracking is available.
     V2,
@@ -34,29 +49,125 @@ impl Version {
 
 /// A group attached to a container.
 struct AttachedGroup {
-    /// The group's number (`/dev/vfio/<id>`), for messages.
-    id: i32,
+    /// The group, for detaching it from its domain at release.
+    group: GroupRef,
     /// How the group's devices reach memory.
     kind: GroupType,
+    /// The key of the domain the group is attached to (IOMMU groups only).
+    domain: Option<usize>,
+    /// The group's reserved regions, excluded from the usable IOVA space.
+    reserved: KVec<IovaRange>,
+}
+
+/// A `VFIO_IOMMU_MAP_DMA` request, validated for flags.
+pub(crate) struct MapRequest {
+    /// First IOVA.
+    pub(crate) iova: u64,
+    /// User virtual address.
+    pub(crate) vaddr: u64,
+    /// Size in bytes.
+    pub(crate) size: u64,
+    /// The device's access; `None` for `VFIO_DMA_MAP_FLAG_VADDR` (new vaddr for a mapping).
+    pub(crate) prot: Option<Prot>,
+}
+
+/// A `VFIO_IOMMU_UNMAP_DMA` request, validated for flags.
+pub(crate) struct UnmapRequest {
+    /// First IOVA.
+    pub(crate) iova: u64,
+    /// Size in bytes.
+    pub(crate) size: u64,
+    /// `VFIO_DMA_UNMAP_FLAG_ALL`.
+    pub(crate) all: bool,
+    /// `VFIO_DMA_UNMAP_FLAG_VADDR`: invalidate the vaddr of the mappings instead of unmapping.
+    pub(crate) vaddr: bool,
+    /// `VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP`.
+    pub(crate) dirty_bitmap: bool,
+}
+
+/// What `VFIO_IOMMU_GET_INFO` reports.
+pub(crate) struct Info {
+    /// Page sizes all domains support.
+    pub(crate) pgsize_bitmap: u64,
+    /// Mappings that may still be created.
+    pub(crate) dma_avail: u32,
+    /// The usable IOVA ranges (none without an IOMMU domain).
+    pub(crate) iova_ranges: KVec<IovaRange>,
 }
 
 /// The part of a container protected by its mutex.
 struct ContainerInner {
+    /// Set by `release`: in-flight ioctls that still hold a reference fail with `EINVAL`.
+    released: bool,
     /// The attached groups, keyed by [`IommuGroup::key`].
     groups: RBTree<usize, AttachedGroup>,
+    /// The IOMMU domains of the IOMMU groups.
+    domains: DomainSet,
+    /// The DMA mappings.
+    mappings: DmaTree,
+    /// Where mappings may be created.
+    iova_list: IovaList,
+    /// How many more mappings may be created (`dma_entry_limit` at open, minus live mappings).
+    dma_avail: u32,
+    /// Mappings whose vaddr is invalid.
+    vaddr_invalid_count: u32,
+}
+
+impl ContainerInner {
+    /// The smallest page size of the container: the unit of every IOVA, vaddr and size.
+    fn min_pgsize(&self) -> u64 {
+        let bitmap = self.domains.pgsize_bitmap();
+        1u64 << bitmap.trailing_zeros()
+    }
+
+    /// Whether an emulated (mdev) group is attached.
+    fn has_emulated(&self) -> bool {
+        self.groups.values().any(|g| g.kind == GroupType::EmulatedIommu)
+    }
+
+    /// The usable IOVA space of the current domains and groups plus an `extra` aperture and
+    /// reserved regions (of a group being attached).
+    fn compute_iova_list(&self, extra: Option<(IovaRange, &[IovaRange])>) -> Result<IovaList> {
+        let apertures = Iterator::chain(
+            self.domains.iter().map(|d| d.info().aperture),
+            extra.map(|(a, _)| a),
+        );
+        let reserved = Iterator::chain(
+            self.groups.values().flat_map(|g| g.reserved.iter()),
+            extra.into_iter().flat_map(|(_, r)| r.iter()),
+        );
+        IovaList::compute(apertures, reserved)
+    }
+
+    /// Unmaps and unpins every mapping; removes them too if `remove`.
+    fn unmap_unpin_all(&mut self, remove: bool) {
+        let domains = &self.domains;
+        for m in self.mappings.iter_mut() {
+            m.unmap_and_unpin(domains.iter());
+        }
+        if remove {
+            while let Some(k) = self.mappings.first_key() {
+                self.mappings.remove(k);
+                self.dma_avail = self.dma_avail.saturating_add(1);
+            }
+            self.vaddr_invalid_count = 0;
+        }
+    }
 }
 
 /// The backend state of a VFIO container.
 ///
 /// # Locking
 ///
-/// `version` is immutable. Everything else lives in `inner`, behind a mutex: the core serialises
+/// `version` is immutable. Everything else lives in `inner`, behind a mutex held for the whole
+/// of each operation, pinning included (as type1's `iommu->lock`): the core serialises
 /// attach/detach/release, but ioctls arrive concurrently with them and with each other.
 ///
 /// # Lifetime
 ///
 /// Reference counted: the VFIO core owns one reference from `open` to `release`; every ioctl in
-/// flight owns another, so the state outlives a `release` that races with an ioctl.
+/// flight owns another, so the state outlives a `release` that races with an ioctl, which then
+/// finds `released` set.
 #[pin_data]
 pub(crate) struct Container {
     /// Unmap semantics requested at `VFIO_SET_IOMMU`.
@@ -71,54 +182,420 @@ impl Container {
         Arc::pin_init(
             pin_init!(Self {
                 version,
-                inner <- new_mutex!(ContainerInner { groups: RBTree::new() }, "Container::inner"),
+                inner <- new_mutex!(
+                    ContainerInner {
+                        released: false,
+                        groups: RBTree::new(),
+                        domains: DomainSet::new(),
+                        mappings: DmaTree::new(),
+                        iova_list: IovaList::empty(),
+                        dma_avail: params::dma_entry_limit(),
+                        vaddr_invalid_count: 0,
+                    },
+                    "Container::inner"
+                ),
             }),
             GFP_KERNEL,
         )
     }
 
-    /// Attaches `group`: fails with `EINVAL` if it is already attached or of a type a type1
-    /// container cannot serve.
+    /// Answers `VFIO_CHECK_EXTENSION` for an open container.
+    pub(crate) fn has_extension(&self, ext: u32) -> bool {
+        let inner = self.inner.lock();
+        match ext {
+            crate::bindings::VFIO_UPDATE_VADDR => !inner.has_emulated(),
+            crate::bindings::VFIO_DMA_CC_IOMMU => inner.domains.enforce_cache_coherency(),
+            _ => false,
+        }
+    }
+
+    /// Attaches `group`: `EBUSY` while a vaddr is invalid, `EINVAL` if it is attached already, is
+    /// a no-IOMMU group, or its IOMMU constraints conflict with the mappings, `EPERM` without
+    /// interrupt isolation.
     pub(crate) fn attach_group(&self, group: &IommuGroup, kind: GroupType) -> Result {
-        if kind == GroupType::NoIommu {
-            pr_debug!("group {}: no-IOMMU groups are not served\n", group.id());
+        let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let mut inner = self.inner.lock();
+        if inner.released {
             return Err(EINVAL);
         }
-        let mut inner = self.inner.lock();
+        // Attaching could require pinning, which needs valid vaddrs.
+        if inner.vaddr_invalid_count != 0 {
+            return Err(EBUSY);
+        }
         if inner.groups.get(&group.key()).is_some() {
             pr_debug!("group {} is already attached\n", group.id());
             return Err(EINVAL);
         }
-        let attached = AttachedGroup {
-            id: group.id(),
-            kind,
+        let (domain, reserved) = match kind {
+            GroupType::NoIommu => return Err(EINVAL),
+            GroupType::EmulatedIommu => (None, KVec::new()),
+            GroupType::Iommu => {
+                let (key, reserved) = Self::attach_iommu_group(&mut inner, group)?;
+                (Some(key), reserved)
+            }
         };
-        inner
-            .groups
-            .try_create_and_insert(group.key(), attached, GFP_KERNEL)?;
+        // SAFETY: The reference is dropped by `detach_group` or `release`, before the core lets
+        // go of the group.
+        let group_ref = unsafe { GroupRef::new(group) };
+        let attached = AttachedGroup {
+            group: group_ref,
+            kind,
+            domain,
+            reserved,
+        };
+        inner.groups.insert(node.into_node(group.key(), attached));
         pr_debug!("group {} attached ({:?})\n", group.id(), kind);
         Ok(())
     }
 
-    /// Detaches `group`, which the core attached before.
+    /// Puts an IOMMU group in a domain of the container (an existing compatible one or a new one
+    /// into which all mappings are replayed) and updates the IOVA space. Returns the domain's key
+    /// and the group's reserved regions.
+    fn attach_iommu_group(
+        inner: &mut ContainerInner,
+        group: &IommuGroup,
+    ) -> Result<(usize, KVec<IovaRange>)> {
+        let domain_node = DomainSet::reserve()?;
+        let domain = Domain::alloc_attached(group)?;
+        let r = Self::place_group(inner, group, &domain);
+        match r {
+            Ok((Some(existing), reserved)) => {
+                drop(domain);
+                Ok((existing, reserved))
+            }
+            Ok((None, reserved)) => {
+                let key = domain.key();
+                inner.domains.insert(domain_node, domain);
+                Ok((key, reserved))
+            }
+            Err(e) => {
+                domain.detach(group);
+                Err(e)
+            }
+        }
+    }
+
+    /// The checks and moves of [`Self::attach_iommu_group`] once `group` is attached to the new
+    /// `domain`. On success the group is either attached to an existing domain (whose key is
+    /// returned; the new domain is then unused) or stays in the new one, into which every
+    /// mapping was replayed. On error the group is attached to the new domain, which maps
+    /// nothing.
+    fn place_group(
+        inner: &mut ContainerInner,
+        group: &IommuGroup,
+        domain: &Domain,
+    ) -> Result<(Option<usize>, KVec<IovaRange>)> {
+        let reserved = reserved_regions(group)?;
+        let info = *domain.info();
+        let iova_list = inner.compute_iova_list(Some((info.aperture, &reserved)))?;
+        if inner.mappings.iter().any(|m| !iova_list.allows(&m.range)) {
+            pr_debug!("group {}: IOMMU constraints conflict with mappings\n", group.id());
+            return Err(EINVAL);
+        }
+        if !params::allow_unsafe_interrupts() && !group.has_isolated_msi() {
+            pr_warn!(
+                "group {}: no interrupt remapping support; the module parameter \"allow_unsafe_interrupts\" accepts such groups\n",
+                group.id()
+            );
+            return Err(EPERM);
+        }
+
+        // Prefer a compatible existing domain: nothing to replay.
+        for e in inner.domains.entries_mut() {
+            if !e.domain.info().compatible(&info) {
+                continue;
+            }
+            domain.detach(group);
+            if e.domain.attach(group).is_ok() {
+                e.groups += 1;
+                inner.iova_list = iova_list;
+                return Ok((Some(e.domain.key()), reserved));
+            }
+            domain.attach(group)?;
+        }
+
+        Self::replay(inner, domain)?;
+        inner.iova_list = iova_list;
+        Ok((None, reserved))
+    }
+
+    /// Maps every mapping into the new `domain`: copied from an existing domain, or pinned now if
+    /// the container had none. On failure, undoes what it did.
+    fn replay(inner: &mut ContainerInner, domain: &Domain) -> Result {
+        let mut batch = None;
+        let mut result = Ok(());
+        let first = inner.domains.iter().next();
+        for m in inner.mappings.iter_mut() {
+            result = match first {
+                Some(from) => m.replay(from, domain),
+                None => {
+                    if batch.is_none() {
+                        batch = Some(PinBatch::new()?);
+                    }
+                    match batch.as_mut() {
+                        Some(b) => m.pin_and_map(&[domain], b),
+                        None => Err(ENOMEM),
+                    }
+                }
+            };
+            if result.is_err() {
+                break;
+            }
+        }
+        if result.is_err() && first.is_none() {
+            // Release the pins taken above; the new domain is freed by the caller.
+            for m in inner.mappings.iter_mut() {
+                m.unmap_and_unpin(core::iter::once(domain));
+            }
+        }
+        result
+    }
+
+    /// Detaches `group`, which the core attached before. When it was the last group of its
+    /// domain, the domain goes; with the last domain, all mappings are unpinned (and removed if
+    /// no emulated group is left to use them).
     pub(crate) fn detach_group(&self, group: &IommuGroup) {
         let mut inner = self.inner.lock();
-        match inner.groups.remove(&group.key()) {
-            Some(g) => pr_debug!("group {} detached ({:?})\n", g.id, g.kind),
-            None => pr_warn!("detach of group {}, which is not attached\n", group.id()),
+        let Some(g) = inner.groups.remove(&group.key()) else {
+            pr_warn!("detach of group {}, which is not attached\n", group.id());
+            return;
+        };
+        let Some(key) = g.domain else {
+            pr_debug!("group {} detached ({:?})\n", group.id(), g.kind);
+            return;
+        };
+        let last_group = match inner.domains.get_mut(key) {
+            Some(e) => {
+                e.domain.detach(group);
+                e.groups -= 1;
+                e.groups == 0
+            }
+            None => false,
+        };
+        if last_group {
+            let last_domain = inner.domains.iter().nth(1).is_none();
+            if last_domain {
+                let keep = inner.has_emulated();
+                inner.unmap_unpin_all(!keep);
+            }
+            drop(inner.domains.remove(key));
         }
+        match inner.compute_iova_list(None) {
+            Ok(list) => inner.iova_list = list,
+            // Keeping the old, smaller space is safe.
+            Err(e) => pr_warn!("IOVA ranges not widened after detach: {:?}\n", e),
+        }
+        pr_debug!("group {} detached\n", group.id());
     }
 
-    /// Tears the container down when the core releases it; its groups have all been detached.
+    /// Tears the container down when the core releases it: unmaps, unpins and uncharges every
+    /// mapping and frees the domains. Its groups have normally all been detached already.
     pub(crate) fn release(&self) {
-        let inner = self.inner.lock();
-        for g in inner.groups.values() {
-            pr_warn!("release with group {} still attached\n", g.id);
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        inner.released = true;
+        inner.unmap_unpin_all(true);
+        loop {
+            let Some(key) = inner.groups.keys().next().copied() else {
+                break;
+            };
+            let Some(g) = inner.groups.remove(&key) else {
+                break;
+            };
+            pr_warn!("release with group {} still attached\n", g.group.group().id());
+            if let Some(e) = g.domain.and_then(|d| inner.domains.get_mut(d)) {
+                e.domain.detach(g.group.group());
+            }
+        }
+        loop {
+            let Some(key) = inner.domains.iter().next().map(|d| d.key()) else {
+                break;
+            };
+            drop(inner.domains.remove(key));
         }
     }
 
-    /// The number of groups attached now.
-    pub(crate) fn group_count(&self) -> usize {
-        self.inner.lock().groups.iter().count()
+    /// Serves `VFIO_IOMMU_MAP_DMA`.
+    pub(crate) fn map(&self, req: &MapRequest) -> Result {
+        let node = DmaTree::reserve()?;
+        let mut inner = self.inner.lock();
+        if inner.released {
+            return Err(EINVAL);
+        }
+        let pgsize = inner.min_pgsize();
+        if req.size == 0 || (req.size | req.iova | req.vaddr) & (pgsize - 1) != 0 {
+            return Err(EINVAL);
+        }
+        let range = IovaRange::from_start_size(req.iova, req.size)?;
+        IovaRange::from_start_size(req.vaddr, req.size)?;
+        let overlap = inner.mappings.first_overlap(&range);
+
+        let Some(prot) = req.prot else {
+            // VFIO_DMA_MAP_FLAG_VADDR: a new vaddr for an invalidated mapping.
+            let key = overlap.ok_or(ENOENT)?;
+            let m = inner.mappings.get_mut(key).ok_or(ENOENT)?;
+            if !m.vaddr_invalid || m.range != range {
+                return Err(EINVAL);
+            }
+            m.change_owner()?;
+            m.vaddr = req.vaddr;
+            m.vaddr_invalid = false;
+            inner.vaddr_invalid_count -= 1;
+            return Ok(());
+        };
+        if overlap.is_some() {
+            return Err(EEXIST);
+        }
+        if inner.dma_avail == 0 {
+            return Err(ENOSPC);
+        }
+        if !inner.iova_list.allows(&range) {
+            return Err(EINVAL);
+        }
+        let mut m = DmaMapping::new(range, req.vaddr, prot)?;
+        if !inner.domains.is_empty() {
+            let domains = inner.domains.refs()?;
+            let mut batch = PinBatch::new()?;
+            m.pin_and_map(&domains, &mut batch)?;
+        }
+        inner.mappings.insert(node, m);
+        inner.dma_avail -= 1;
+        Ok(())
     }
+
+    /// Serves `VFIO_IOMMU_UNMAP_DMA`; returns the bytes unmapped (or whose vaddr was
+    /// invalidated).
+    pub(crate) fn unmap(&self, req: &UnmapRequest) -> Result<u64> {
+        let mut inner = self.inner.lock();
+        if inner.released {
+            return Err(EINVAL);
+        }
+        if req.vaddr && inner.has_emulated() {
+            return Err(EBUSY);
+        }
+        let pgsize = inner.min_pgsize();
+        if req.iova & (pgsize - 1) != 0 {
+            return Err(EINVAL);
+        }
+        let range = if req.all {
+            if req.iova != 0 || req.size != 0 {
+                return Err(EINVAL);
+            }
+            IovaRange {
+                start: 0,
+                last: u64::MAX,
+            }
+        } else {
+            if req.size == 0 || req.size & (pgsize - 1) != 0 {
+                return Err(EINVAL);
+            }
+            IovaRange::from_start_size(req.iova, req.size)?
+        };
+        if req.dirty_bitmap {
+            // Dirty tracking cannot be started yet, and type1 refuses the flag without it.
+            return Err(EINVAL);
+        }
+        if self.version == Version::V2 && !req.all {
+            // The range must not bisect a mapping.
+            if let Some(k) = inner.mappings.containing(range.start) {
+                if k != range.start {
+                    return Err(EINVAL);
+                }
+            }
+            if let Some(k) = inner.mappings.containing(range.last) {
+                if inner.mappings.get(k).map(|m| m.range.last) != Some(range.last) {
+                    return Err(EINVAL);
+                }
+            }
+        }
+        if req.vaddr {
+            return Self::invalidate_vaddrs(&mut inner, self.version, &range);
+        }
+
+        let mut unmapped = 0u64;
+        let mut next = inner.mappings.first_overlap(&range);
+        while let Some(key) = next {
+            if key > range.last || (self.version == Version::V1 && range.start > key) {
+                break;
+            }
+            next = inner.mappings.next_after(key);
+            let Some(mut m) = inner.mappings.remove(key) else {
+                break;
+            };
+            m.unmap_and_unpin(inner.domains.iter());
+            unmapped = unmapped.saturating_add(m.size());
+            inner.dma_avail = inner.dma_avail.saturating_add(1);
+            if m.vaddr_invalid {
+                inner.vaddr_invalid_count -= 1;
+            }
+        }
+        Ok(unmapped)
+    }
+
+    /// Marks the vaddr of every mapping in `range` invalid (`VFIO_DMA_UNMAP_FLAG_VADDR`); if one
+    /// already is, undoes the marks of this call and fails with `EINVAL`.
+    fn invalidate_vaddrs(
+        inner: &mut ContainerInner,
+        version: Version,
+        range: &IovaRange,
+    ) -> Result<u64> {
+        let first = inner.mappings.first_overlap(range);
+        let mut invalidated = 0u64;
+        let mut next = first;
+        let mut failed = None;
+        while let Some(key) = next {
+            if key > range.last || (version == Version::V1 && range.start > key) {
+                break;
+            }
+            let Some(m) = inner.mappings.get_mut(key) else {
+                break;
+            };
+            if m.vaddr_invalid {
+                failed = Some(key);
+                break;
+            }
+            m.vaddr_invalid = true;
+            invalidated = invalidated.saturating_add(m.size());
+            inner.vaddr_invalid_count += 1;
+            next = inner.mappings.next_after(key);
+        }
+        let Some(stop) = failed else {
+            return Ok(invalidated);
+        };
+        let mut next = first;
+        while let Some(key) = next {
+            if key == stop {
+                break;
+            }
+            if let Some(m) = inner.mappings.get_mut(key) {
+                m.vaddr_invalid = false;
+                inner.vaddr_invalid_count -= 1;
+            }
+            next = inner.mappings.next_after(key);
+        }
+        Err(EINVAL)
+    }
+
+    /// What `VFIO_IOMMU_GET_INFO` reports now.
+    pub(crate) fn info(&self) -> Result<Info> {
+        let inner = self.inner.lock();
+        let mut iova_ranges = KVec::with_capacity(inner.iova_list.ranges().len(), GFP_KERNEL)?;
+        iova_ranges.extend_from_slice(inner.iova_list.ranges(), GFP_KERNEL)?;
+        Ok(Info {
+            pgsize_bitmap: inner.domains.pgsize_bitmap(),
+            dma_avail: inner.dma_avail,
+            iova_ranges,
+        })
+    }
+}
+
+/// The reserved regions of `group` that must not be mapped: all but the relaxable direct-mapped
+/// ones, as in type1.
+fn reserved_regions(group: &IommuGroup) -> Result<KVec<IovaRange>> {
+    let all = group.reserved_regions()?;
+    let mut out = KVec::with_capacity(all.len(), GFP_KERNEL)?;
+    for r in all.iter().filter(|r| !r.relaxable) {
+        out.push(r.range, GFP_KERNEL)?;
+    }
+    Ok(out)
 }

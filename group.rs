@@ -5,6 +5,7 @@
 //! C header: [`include/linux/iommu.h`](srctree/include/linux/iommu.h).
 
 use crate::bindings;
+use core::ptr::NonNull;
 use kernel::{prelude::*, types::Opaque};
 
 /// How the devices of a group reach memory (`enum vfio_group_type`).
@@ -55,10 +56,92 @@ impl IommuGroup {
         unsafe { bindings::iommu_group_id(self.0.get()) }
     }
 
+    /// The C pointer, for the thin FFI layer.
+    pub(crate) fn as_raw(&self) -> *mut bindings::iommu_group {
+        self.0.get()
+    }
+
     /// A key that identifies this group while it is attached to a container.
     ///
     /// The address is only compared, never dereferenced through the key.
     pub(crate) fn key(&self) -> usize {
         self.0.get() as usize
+    }
+}
+
+/// A group remembered by a container between `attach_group` and `detach_group`.
+///
+/// # Invariants
+///
+/// The group is live while the reference exists: the VFIO core detaches a group from its
+/// container before it lets go of the group, and the container drops the reference there.
+pub(crate) struct GroupRef(NonNull<bindings::iommu_group>);
+
+// SAFETY: Only used to call IOMMU API functions that may run in any task.
+unsafe impl Send for GroupRef {}
+// SAFETY: See `Send`.
+unsafe impl Sync for GroupRef {}
+
+impl GroupRef {
+    /// Remembers `group`.
+    ///
+    /// # Safety
+    ///
+    /// The returned reference must be dropped before the core detaches `group`.
+    pub(crate) unsafe fn new(group: &IommuGroup) -> Self {
+        // INVARIANT: The caller guarantees the group outlives the reference.
+        Self(NonNull::from(group).cast())
+    }
+
+    /// The group.
+    pub(crate) fn group(&self) -> &IommuGroup {
+        // SAFETY: The group is live while `self` exists (type invariant).
+        unsafe { IommuGroup::from_raw(self.0.as_ptr()) }
+    }
+}
+
+/// A reserved region of a group: IOVAs its devices must not be given.
+#[derive(Clone, Copy)]
+pub(crate) struct ReservedRegion {
+    /// The addresses.
+    pub(crate) range: crate::iova::IovaRange,
+    /// `IOMMU_RESV_DIRECT_RELAXABLE`: advertised as identity-mapped but usable for device
+    /// assignment (type1 does not exclude these).
+    pub(crate) relaxable: bool,
+}
+
+impl IommuGroup {
+    /// Whether the group's devices cannot forge MSIs (interrupt remapping is in place).
+    pub(crate) fn has_isolated_msi(&self) -> bool {
+        // SAFETY: `self` refers to a live group.
+        unsafe { bindings::iommu_group_has_isolated_msi(self.as_raw()) }
+    }
+
+    /// The group's reserved regions.
+    pub(crate) fn reserved_regions(&self) -> Result<KVec<ReservedRegion>> {
+        let mut cap = 8usize;
+        loop {
+            let mut buf = KVec::from_elem(0u64, cap.checked_mul(3).ok_or(ENOMEM)?, GFP_KERNEL)?;
+            let max = i32::try_from(cap).map_err(|_| ENOMEM)?;
+            // SAFETY: `buf` has room for `max` triples; the group is live.
+            let n = unsafe { bindings::vir_group_resv_regions(self.as_raw(), buf.as_mut_ptr(), max) };
+            let n = usize::try_from(n).map_err(|_| Error::from_errno(n))?;
+            if n > cap {
+                cap = n;
+                continue;
+            }
+            let mut out = KVec::with_capacity(n, GFP_KERNEL)?;
+            for r in buf[..n * 3].chunks_exact(3) {
+                let (start, length, kind) = (r[0], r[1], r[2]);
+                let Some(last) = length.checked_sub(1).and_then(|l| l.checked_add(start)) else {
+                    continue;
+                };
+                let range = crate::iova::IovaRange { start, last };
+                let relaxable =
+                    kind == u64::from(bindings::iommu_resv_type_IOMMU_RESV_DIRECT_RELAXABLE);
+                out.push(ReservedRegion { range, relaxable }, GFP_KERNEL)?;
+            }
+            return Ok(out);
+        }
     }
 }

@@ -10,9 +10,14 @@
 
 mod bindings;
 mod container;
+mod dma;
+mod domain;
 mod driver;
 mod group;
 mod ioctl;
+mod iova;
+mod mm;
+mod params;
 
 use kernel::prelude::*;
 

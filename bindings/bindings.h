@@ -8,6 +8,7 @@
 #include <linux/iommu.h>
 #include <linux/vfio.h>
 #include "vfio.h"
+#include "helpers.h"
 
 /* bindgen cannot evaluate _IO(); the Kbuild rule strips the RUST_CONST_HELPER_ prefix. */
 const unsigned int RUST_CONST_HELPER_VFIO_GET_API_VERSION = VFIO_GET_API_VERSION;

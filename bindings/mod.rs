@@ -27,3 +27,15 @@ use kernel::ffi;
 pub(crate) use kernel::bindings::*;
 
 include!("bindings_generated.rs");
+
+// SAFETY: A `#[repr(C)]` struct of integers (and a zero-sized flexible array) without padding:
+// every bit pattern is a valid value, and none of its bytes are uninitialised.
+unsafe impl kernel::types::FromBytes for vfio_iommu_type1_dma_map {}
+// SAFETY: As above.
+unsafe impl kernel::types::FromBytes for vfio_iommu_type1_dma_unmap {}
+// SAFETY: As above.
+unsafe impl kernel::types::AsBytes for vfio_iommu_type1_dma_unmap {}
+// SAFETY: As above.
+unsafe impl kernel::types::FromBytes for vfio_bitmap {}
+// SAFETY: As above.
+unsafe impl kernel::types::AsBytes for vfio_iommu_type1_info {}

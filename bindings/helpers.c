@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * C helpers of vfio-iommu-rust; see helpers.h. Prototypes for Rust are generated from helpers.h.
+ */
+#include <linux/capability.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/sched/task.h>
+#include <linux/slab.h>
+
+#include "helpers.h"
+
+static unsigned int dma_entry_limit __read_mostly = U16_MAX;
+module_param(dma_entry_limit, uint, 0644);
+MODULE_PARM_DESC(dma_entry_limit,
+		 "Maximum number of user DMA mappings per container (65535).");
+
+static bool allow_unsafe_interrupts;
+module_param(allow_unsafe_interrupts, bool, 0644);
+MODULE_PARM_DESC(allow_unsafe_interrupts,
+		 "Enable VFIO IOMMU support for on platforms without interrupt remapping support.");
+
+static bool disable_hugepages;
+module_param(disable_hugepages, bool, 0644);
+MODULE_PARM_DESC(disable_hugepages,
+		 "Disable VFIO IOMMU support for IOMMU hugepages.");
+
+unsigned int vir_param_dma_entry_limit(void)
+{
+	return READ_ONCE(dma_entry_limit);
+}
+
+bool vir_param_allow_unsafe_interrupts(void)
+{
+	return READ_ONCE(allow_unsafe_interrupts);
+}
+
+bool vir_param_disable_hugepages(void)
+{
+	return READ_ONCE(disable_hugepages);
+}
+
+/* As type1's vfio_iommu_domain_alloc(): the group's first device picks the IOMMU. */
+static int vir_alloc_domain_for_dev(struct device *dev, void *data)
+{
+	struct iommu_domain **domain = data;
+
+	*domain = iommu_paging_domain_alloc(dev);
+	return 1; /* Don't iterate */
+}
+
+struct iommu_domain *vir_group_alloc_domain(struct iommu_group *group)
+{
+	struct iommu_domain *domain = ERR_PTR(-ENODEV);
+
+	iommu_group_for_each_dev(group, &domain, vir_alloc_domain_for_dev);
+	return domain;
+}
+
+void vir_domain_info(struct iommu_domain *domain, struct vir_domain_info *info)
+{
+	info->pgsize_bitmap = domain->pgsize_bitmap;
+	info->aperture_start = domain->geometry.aperture_start;
+	info->aperture_end = domain->geometry.aperture_end;
+	info->ops = domain->ops;
+}
+
+bool vir_domain_enforce_cache_coherency(struct iommu_domain *domain)
+{
+	return domain->ops->enforce_cache_coherency &&
+	       domain->ops->enforce_cache_coherency(domain);
+}
+
+int vir_group_resv_regions(struct iommu_group *group, u64 *out, int max)
+{
+	struct iommu_resv_region *r, *next;
+	LIST_HEAD(list);
+	int n = 0, ret;
+
+	ret = iommu_get_group_resv_regions(group, &list);
+	list_for_each_entry_safe(r, next, &list, list) {
+		if (!ret && n < max) {
+			out[3 * n] = r->start;
+			out[3 * n + 1] = r->length;
+			out[3 * n + 2] = r->type;
+		}
+		n++;
+		list_del(&r->list);
+		kfree(r);
+	}
+	return ret ? ret : n;
+}
+
+struct task_struct *vir_current_leader_get(void)
+{
+	return get_task_struct(current->group_leader);
+}
+
+void vir_task_put(struct task_struct *task)
+{
+	put_task_struct(task);
+}
+
+struct mm_struct *vir_current_mm_grab(void)
+{
+	struct mm_struct *mm = current->mm;
+
+	if (mm)
+		mmgrab(mm);
+	return mm;
+}
+
+void vir_mm_drop(struct mm_struct *mm)
+{
+	mmdrop(mm);
+}
+
+bool vir_mm_get(struct mm_struct *mm)
+{
+	return mmget_not_zero(mm);
+}
+
+void vir_mm_put(struct mm_struct *mm)
+{
+	mmput(mm);
+}
+
+bool vir_current_has_mm(struct mm_struct *mm)
+{
+	return current->mm == mm;
+}
+
+bool vir_capable_ipc_lock(void)
+{
+	return capable(CAP_IPC_LOCK);
+}
+
+/* type1's mm_lock_acct(). */
+int vir_mm_lock_acct(struct task_struct *task, struct mm_struct *mm, bool lock_cap, long npage)
+{
+	int ret = mmap_write_lock_killable(mm);
+
+	if (ret)
+		return ret;
+	ret = __account_locked_vm(mm, abs(npage), npage > 0, task, lock_cap);
+	mmap_write_unlock(mm);
+	return ret;
+}
+
+/* The pinning step of type1's vaddr_get_pfns(), for memory with struct pages. */
+long vir_pin_user_pages(struct mm_struct *mm, unsigned long vaddr, unsigned long npages,
+			bool write, struct page **pages)
+{
+	unsigned int flags = FOLL_LONGTERM | (write ? FOLL_WRITE : 0);
+	long ret;
+
+	mmap_read_lock(mm);
+	vaddr = untagged_addr_remote(mm, vaddr);
+	ret = pin_user_pages_remote(mm, vaddr, npages, flags, pages, NULL);
+	mmap_read_unlock(mm);
+	return ret;
+}
+
+unsigned long vir_page_to_pfn(struct page *page)
+{
+	return page_to_pfn(page);
+}
+
+struct page *vir_pfn_to_page(unsigned long pfn)
+{
+	return pfn_to_page(pfn);
+}
+
+bool vir_page_is_reserved(struct page *page)
+{
+	return PageReserved(page);
+}
+
+void vir_unpin_pfn_range(unsigned long pfn, unsigned long npages, bool dirty)
+{
+	unpin_user_page_range_dirty_lock(pfn_to_page(pfn), npages, dirty);
+}
+
+void vir_cond_resched(void)
+{
+	cond_resched();
+}
+
+bool vir_fatal_signal_pending(void)
+{
+	return fatal_signal_pending(current);
+}

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * C helpers of vfio-iommu-rust: static inlines and macros Rust cannot call, struct fields behind
+ * opaque types, and the module parameters. Each helper is a one-liner or a short wrapper that does
+ * exactly what type1 does at the same place; the logic lives in Rust.
+ */
+#ifndef VIR_HELPERS_H
+#define VIR_HELPERS_H
+
+#include <linux/iommu.h>
+#include <linux/mm_types.h>
+#include <linux/sched.h>
+#include <linux/types.h>
+
+/* Module parameters, as in vfio_iommu_type1. */
+unsigned int vir_param_dma_entry_limit(void);
+bool vir_param_allow_unsafe_interrupts(void);
+bool vir_param_disable_hugepages(void);
+
+/* IOMMU domains. */
+struct iommu_domain *vir_group_alloc_domain(struct iommu_group *group);
+struct vir_domain_info {
+	u64 pgsize_bitmap;
+	u64 aperture_start;
+	u64 aperture_end;
+	const void *ops; /* identity only: compatible domains share their ops */
+};
+void vir_domain_info(struct iommu_domain *domain, struct vir_domain_info *info);
+/* Only meaningful once a group is attached (the Intel driver checks the attached devices). */
+bool vir_domain_enforce_cache_coherency(struct iommu_domain *domain);
+
+/*
+ * Reserved regions of @group, copied into @out as (start, length, enum iommu_resv_type) triples
+ * (at most @max regions); returns how many the group has (which may be more than @max), or a
+ * negative errno.
+ */
+int vir_group_resv_regions(struct iommu_group *group, u64 *out, int max);
+
+/* The owner of a mapping: the mapping task's group leader and its mm. */
+struct task_struct *vir_current_leader_get(void);
+void vir_task_put(struct task_struct *task);
+struct mm_struct *vir_current_mm_grab(void);
+void vir_mm_drop(struct mm_struct *mm);
+bool vir_mm_get(struct mm_struct *mm);
+void vir_mm_put(struct mm_struct *mm);
+bool vir_current_has_mm(struct mm_struct *mm);
+bool vir_capable_ipc_lock(void);
+int vir_mm_lock_acct(struct task_struct *task, struct mm_struct *mm, bool lock_cap, long npage);
+
+/* Pinning user pages. */
+long vir_pin_user_pages(struct mm_struct *mm, unsigned long vaddr, unsigned long npages,
+			bool write, struct page **pages);
+unsigned long vir_page_to_pfn(struct page *page);
+struct page *vir_pfn_to_page(unsigned long pfn);
+bool vir_page_is_reserved(struct page *page);
+void vir_unpin_pfn_range(unsigned long pfn, unsigned long npages, bool dirty);
+
+/* Scheduling. */
+void vir_cond_resched(void);
+bool vir_fatal_signal_pending(void);
+
+#endif /* VIR_HELPERS_H */

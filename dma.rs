@@ -1,0 +1,381 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! DMA mappings: user memory pinned and mapped at an IOVA range in every domain of a container.
+//!
+//! A mapping is created whole by `VFIO_IOMMU_MAP_DMA` and removed whole by
+//! `VFIO_IOMMU_UNMAP_DMA` (type1 never splits one). Pinning goes in batches of up to 512 pages
+//! and maps each physically contiguous run with one `iommu_map` per domain, so the IOMMU driver
+//! can use large pages; runs continue across batches. Unmapping reads the runs back from the
+//! first domain (`iommu_iova_to_phys`), unmaps each with one `iommu_unmap` per domain and then
+//! releases its pins: pfns are not stored per page.
+//!
+//! Locking: every function here runs under the owning container's mutex, and pins or charges
+//! memory under the owner's `mmap_lock` (taken inside [`crate::mm`]).
+
+use crate::{
+    domain::{Domain, Prot},
+    iova::IovaRange,
+    mm::{self, MmOwner, PAGE_SHIFT, PAGE_SIZE},
+};
+use kernel::{
+    bindings,
+    prelude::*,
+    rbtree::{RBTree, RBTreeNodeReservation},
+};
+
+/// Pages pinned per call of `pin_user_pages_remote` (type1's `VFIO_BATCH_MAX_CAPACITY`).
+const BATCH_PAGES: usize = 512;
+
+/// A DMA mapping of a container.
+pub(crate) struct DmaMapping {
+    /// The range of IO virtual addresses.
+    pub(crate) range: IovaRange,
+    /// The user virtual address the range maps (meaningless while `vaddr_invalid`).
+    pub(crate) vaddr: u64,
+    /// What the device may do.
+    pub(crate) prot: Prot,
+    /// Whose memory it is and who is charged for it.
+    pub(crate) owner: MmOwner,
+    /// Pages charged to the owner's locked memory.
+    locked_pages: u64,
+    /// Whether the memory is pinned and mapped in the container's domains; false while the
+    /// container has no domain.
+    pub(crate) iommu_mapped: bool,
+    /// Whether userspace invalidated `vaddr` (`VFIO_DMA_UNMAP_FLAG_VADDR`) and has not supplied
+    /// a new one yet; the device keeps its access meanwhile.
+    pub(crate) vaddr_invalid: bool,
+}
+
+impl DmaMapping {
+    /// A mapping of `range` at `vaddr` owned by the calling task, not yet pinned.
+    pub(crate) fn new(range: IovaRange, vaddr: u64, prot: Prot) -> Result<Self> {
+        Ok(Self {
+            range,
+            vaddr,
+            prot,
+            owner: MmOwner::current()?,
+            locked_pages: 0,
+            iommu_mapped: false,
+            vaddr_invalid: false,
+        })
+    }
+
+    /// The size in bytes; a mapping is at most the user address space, so it fits.
+    pub(crate) fn size(&self) -> u64 {
+        self.range.size().unwrap_or(u64::MAX)
+    }
+
+    /// Moves the mapping's charge to the calling task when it supplies a new vaddr from another
+    /// address space (type1's `vfio_change_dma_owner`).
+    pub(crate) fn change_owner(&mut self) -> Result {
+        if self.owner.is_current() {
+            return Ok(());
+        }
+        let new = MmOwner::current()?;
+        let pages = i64::try_from(self.locked_pages).map_err(|_| EINVAL)?;
+        new.account(pages)?;
+        // The old address space may be gone; then its charge went with it.
+        let _ = self.owner.account(-pages);
+        self.owner = new;
+        Ok(())
+    }
+
+    /// Pins the mapping's memory and maps it into `domains`. On failure nothing of it stays
+    /// pinned, mapped or charged.
+    pub(crate) fn pin_and_map(&mut self, domains: &[&Domain], batch: &mut PinBatch) -> Result {
+        let mut mapped = 0u64;
+        let r = self.pin_and_map_runs(domains, batch, &mut mapped);
+        match r {
+            Ok(()) => self.iommu_mapped = true,
+            Err(_) => {
+                let domains = domains.iter().copied();
+                unmap_unpin_range(self.range.start, mapped, self.prot.write, domains);
+                self.uncharge();
+            }
+        }
+        r
+    }
+
+    /// The loop of [`Self::pin_and_map`]: on return, the first `mapped` bytes are mapped into all
+    /// domains, and nothing else is pinned.
+    fn pin_and_map_runs(
+        &mut self,
+        domains: &[&Domain],
+        batch: &mut PinBatch,
+        mapped: &mut u64,
+    ) -> Result {
+        let total = self.size() >> PAGE_SHIFT;
+        let split_runs = crate::params::disable_hugepages();
+        let mut pinned = 0u64;
+        // A run of physically contiguous pages, pinned and charged, not mapped yet: (pfn, pages).
+        let mut run: Option<(u64, u64)> = None;
+        let result = 'pin: loop {
+            if pinned == total {
+                break Ok(());
+            }
+            if mm::fatal_signal_pending() {
+                break Err(EINTR);
+            }
+            let want = usize::try_from(total - pinned)
+                .unwrap_or(BATCH_PAGES)
+                .min(BATCH_PAGES);
+            // Cannot overflow: `vaddr + size - 1` was checked when the mapping was requested.
+            let vaddr = self.vaddr + (pinned << PAGE_SHIFT);
+            let n = match self.owner.pin(vaddr, self.prot.write, &mut batch.pages, &mut batch.pfns[..want]) {
+                Ok(n) => n,
+                Err(e) => break Err(e),
+            };
+            let pfns = &batch.pfns[..n];
+            let charge = pfns.iter().filter(|&&p| !mm::pfn_is_reserved(p)).count() as i64;
+            if let Err(e) = self.owner.account(charge) {
+                unpin_each(pfns);
+                break Err(e);
+            }
+            self.locked_pages += charge as u64;
+            pinned += n as u64;
+            for (i, &pfn) in pfns.iter().enumerate() {
+                run = match run {
+                    Some((start, len)) if !split_runs && pfn == start + len => Some((start, len + 1)),
+                    Some((start, len)) => {
+                        if let Err(e) = self.map_run(domains, *mapped, start, len) {
+                            // SAFETY: The run's pages were pinned by us and are not mapped.
+                            unsafe { mm::unpin_pfns(start, len, false) };
+                            unpin_each(&pfns[i..]);
+                            run = None;
+                            break 'pin Err(e);
+                        }
+                        *mapped += len << PAGE_SHIFT;
+                        Some((pfn, 1))
+                    }
+                    None => Some((pfn, 1)),
+                };
+            }
+            mm::cond_resched();
+        };
+        if let Some((start, len)) = run {
+            let r = result.and_then(|()| self.map_run(domains, *mapped, start, len));
+            match r {
+                Ok(()) => *mapped += len << PAGE_SHIFT,
+                Err(e) => {
+                    // SAFETY: The run's pages were pinned by us and are not mapped.
+                    unsafe { mm::unpin_pfns(start, len, false) };
+                    return Err(e);
+                }
+            }
+        }
+        result
+    }
+
+    /// Maps the run of `pages` pages from `pfn` at `offset` into the mapping, in every domain; on
+    /// failure in one, unmaps it from the others.
+    fn map_run(&self, domains: &[&Domain], offset: u64, pfn: u64, pages: u64) -> Result {
+        let iova = self.range.start + offset;
+        let size = pages << PAGE_SHIFT;
+        for (i, d) in domains.iter().enumerate() {
+            if let Err(e) = d.map(iova, pfn << PAGE_SHIFT, size, self.prot) {
+                for done in &domains[..i] {
+                    done.unmap(iova, size);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Unmaps the mapping from `domains` (all domains of the container, which all map it),
+    /// releases its pins and its charge. Cannot fail and does not allocate.
+    pub(crate) fn unmap_and_unpin<'a>(&mut self, domains: impl Iterator<Item = &'a Domain>) {
+        if self.iommu_mapped {
+            unmap_unpin_range(self.range.start, self.size(), self.prot.write, domains);
+            self.iommu_mapped = false;
+        }
+        self.uncharge();
+    }
+
+    /// Maps the pinned mapping into the new domain `to`, copying the translations of `from`.
+    pub(crate) fn replay(&self, from: &Domain, to: &Domain) -> Result {
+        let mut offset = 0;
+        let size = self.size();
+        while offset < size {
+            let iova = self.range.start + offset;
+            let phys = from.iova_to_phys(iova);
+            if phys == 0 {
+                offset += PAGE_SIZE;
+                continue;
+            }
+            let len = contiguous_len(from, iova, phys, size - offset);
+            if let Err(e) = to.map(iova, phys, len, self.prot) {
+                to.unmap(self.range.start, offset);
+                return Err(e);
+            }
+            offset += len;
+            mm::cond_resched();
+        }
+        Ok(())
+    }
+
+    /// Releases the mapping's charge on the owner's locked memory.
+    fn uncharge(&mut self) {
+        let pages = i64::try_from(self.locked_pages).unwrap_or(i64::MAX);
+        // Uncharging cannot exceed what was charged; an exited owner is not charged any more.
+        let _ = self.owner.account(-pages);
+        self.locked_pages = 0;
+    }
+}
+
+/// The bytes from `iova` (translating to `phys` in `domain`) that are physically contiguous, up
+/// to `max`.
+fn contiguous_len(domain: &Domain, iova: u64, phys: u64, max: u64) -> u64 {
+    let mut len = PAGE_SIZE;
+    while len < max && domain.iova_to_phys(iova + len) == phys + len {
+        len += PAGE_SIZE;
+    }
+    len
+}
+
+/// Releases the pins of pages that are not contiguous.
+fn unpin_each(pfns: &[u64]) {
+    for &pfn in pfns {
+        // SAFETY: Every pfn in the batch was pinned by us and not mapped or released since.
+        unsafe { mm::unpin_pfns(pfn, 1, false) };
+    }
+}
+
+/// Unmaps `size` bytes from `iova` in every domain and releases the pins of the pages they
+/// mapped, which the first domain tells (type1's `vfio_unmap_unpin`).
+fn unmap_unpin_range<'a>(
+    iova: u64,
+    size: u64,
+    dirty: bool,
+    mut domains: impl Iterator<Item = &'a Domain>,
+) {
+    let Some(first) = domains.next() else {
+        return;
+    };
+    if size == 0 {
+        return;
+    }
+    for d in domains {
+        d.unmap(iova, size);
+    }
+    let mut offset = 0;
+    while offset < size {
+        let pos = iova + offset;
+        let phys = first.iova_to_phys(pos);
+        if phys == 0 {
+            offset += PAGE_SIZE;
+            continue;
+        }
+        let len = contiguous_len(first, pos, phys, size - offset);
+        let unmapped = first.unmap(pos, len);
+        if unmapped == 0 || unmapped > size - offset {
+            pr_err!("unmap at {:#x}: IOMMU unmapped {:#x} of {:#x} bytes\n", pos, unmapped, len);
+            offset += len;
+            continue;
+        }
+        // SAFETY: The range was mapped from pages pinned for this mapping, physically
+        // contiguous from `phys` (large IOMMU pages only cover contiguous pinned runs), and is
+        // now unmapped everywhere, so these pins are ours to release.
+        unsafe { mm::unpin_pfns(phys >> PAGE_SHIFT, unmapped >> PAGE_SHIFT, dirty) };
+        offset += unmapped;
+        mm::cond_resched();
+    }
+}
+
+/// Buffers for pinning, allocated once per request.
+pub(crate) struct PinBatch {
+    pages: KVec<*mut bindings::page>,
+    pfns: KVec<u64>,
+}
+
+impl PinBatch {
+    /// Allocates the buffers.
+    pub(crate) fn new() -> Result<Self> {
+        let pages = KVec::with_capacity(BATCH_PAGES, GFP_KERNEL)?;
+        let pfns = KVec::from_elem(0u64, BATCH_PAGES, GFP_KERNEL)?;
+        Ok(Self { pages, pfns })
+    }
+}
+
+/// A container's mappings, keyed by their first IOVA; they never overlap.
+pub(crate) struct DmaTree {
+    tree: RBTree<u64, DmaMapping>,
+}
+
+impl DmaTree {
+    /// No mappings.
+    pub(crate) fn new() -> Self {
+        Self { tree: RBTree::new() }
+    }
+
+    /// The first IOVA of the lowest mapping that overlaps `range`.
+    pub(crate) fn first_overlap(&mut self, range: &IovaRange) -> Option<u64> {
+        // A mapping starting below `range.start` overlaps if it reaches into it.
+        if let Some(cursor) = self.tree.cursor_lower_bound(&range.start) {
+            if let Some((_, prev)) = cursor.peek_prev() {
+                if prev.range.overlaps(range) {
+                    return Some(prev.range.start);
+                }
+            }
+            let (&start, _) = cursor.current();
+            return (start <= range.last).then_some(start);
+        }
+        let cursor = self.tree.cursor_back()?;
+        let (&start, m) = cursor.current();
+        m.range.overlaps(range).then_some(start)
+    }
+
+    /// The first IOVA of the mapping that contains `iova`.
+    pub(crate) fn containing(&mut self, iova: u64) -> Option<u64> {
+        self.first_overlap(&IovaRange { start: iova, last: iova })
+    }
+
+    /// The first IOVA of the next mapping after the one starting at `start`.
+    pub(crate) fn next_after(&mut self, start: u64) -> Option<u64> {
+        let cursor = self.tree.cursor_lower_bound(&start)?;
+        cursor.peek_next().map(|(&k, _)| k)
+    }
+
+    /// The mapping starting at `start`.
+    pub(crate) fn get(&self, start: u64) -> Option<&DmaMapping> {
+        self.tree.get(&start)
+    }
+
+    /// The mapping starting at `start`.
+    pub(crate) fn get_mut(&mut self, start: u64) -> Option<&mut DmaMapping> {
+        self.tree.get_mut(&start)
+    }
+
+    /// Allocates the tree node of a mapping to be inserted, so that inserting cannot fail.
+    pub(crate) fn reserve() -> Result<DmaNode> {
+        Ok(DmaNode(RBTreeNodeReservation::new(GFP_KERNEL)?))
+    }
+
+    /// Adds a mapping that overlaps none, in a node reserved before.
+    pub(crate) fn insert(&mut self, node: DmaNode, mapping: DmaMapping) {
+        self.tree.insert(node.0.into_node(mapping.range.start, mapping));
+    }
+
+    /// Removes the mapping starting at `start`.
+    pub(crate) fn remove(&mut self, start: u64) -> Option<DmaMapping> {
+        self.tree.remove(&start)
+    }
+
+    /// The mappings in IOVA order.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut DmaMapping> {
+        self.tree.values_mut()
+    }
+
+    /// The mappings in IOVA order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &DmaMapping> {
+        self.tree.values()
+    }
+
+    /// The first IOVA of the lowest mapping.
+    pub(crate) fn first_key(&self) -> Option<u64> {
+        self.tree.keys().next().copied()
+    }
+}
+
+/// A tree node reserved for a mapping.
+pub(crate) struct DmaNode(RBTreeNodeReservation<u64, DmaMapping>);

@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! IOMMU domains: a thin safe layer over the IOMMU API (`include/linux/iommu.h`).
+
+use crate::{bindings, group::IommuGroup, iova::IovaRange};
+use core::ptr::NonNull;
+use kernel::{
+    error::to_result,
+    prelude::*,
+    rbtree::{RBTree, RBTreeNodeReservation},
+};
+
+/// Device-side access rights of a mapping (`IOMMU_READ`/`IOMMU_WRITE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Prot {
+    /// The device may read the memory.
+    pub(crate) read: bool,
+    /// The device may write the memory.
+    pub(crate) write: bool,
+}
+
+impl Prot {
+    /// The `IOMMU_*` flags for `iommu_map`, always cache coherent as in type1.
+    fn flags(self) -> i32 {
+        let mut f = bindings::IOMMU_CACHE as i32;
+        if self.read {
+            f |= bindings::IOMMU_READ as i32;
+        }
+        if self.write {
+            f |= bindings::IOMMU_WRITE as i32;
+        }
+        f
+    }
+}
+
+/// What a container needs to know about a domain, read once when it is allocated.
+#[derive(Clone, Copy)]
+pub(crate) struct DomainInfo {
+    /// Page sizes the domain can map.
+    pub(crate) pgsize_bitmap: u64,
+    /// The addresses the domain can translate.
+    pub(crate) aperture: IovaRange,
+    /// Whether the domain blocks no-snoop DMA (`VFIO_DMA_CC_IOMMU`).
+    pub(crate) enforce_cache_coherency: bool,
+    /// The domain's `iommu_domain_ops`: domains with the same ops (and coherency) are compatible.
+    ops: usize,
+}
+
+impl DomainInfo {
+    /// Whether a group attached to a domain with `self` may move to one with `other`.
+    pub(crate) fn compatible(&self, other: &DomainInfo) -> bool {
+        self.ops == other.ops && self.enforce_cache_coherency == other.enforce_cache_coherency
+    }
+}
+
+/// An unmanaged IOMMU paging domain, owned by a container.
+///
+/// # Invariants
+///
+/// `ptr` is a domain from `iommu_paging_domain_alloc` that is freed on drop; the owner detaches
+/// every group before dropping it.
+pub(crate) struct Domain {
+    ptr: NonNull<bindings::iommu_domain>,
+    info: DomainInfo,
+}
+
+// SAFETY: The IOMMU API may be called for a domain from any task; the container serialises
+// map/unmap/attach/detach on a domain with its mutex.
+unsafe impl Send for Domain {}
+// SAFETY: See `Send`.
+unsafe impl Sync for Domain {}
+
+impl Domain {
+    /// Allocates a paging domain suitable for the devices of `group` and attaches the group.
+    pub(crate) fn alloc_attached(group: &IommuGroup) -> Result<Self> {
+        // SAFETY: `group` is live for the call (type invariant of `IommuGroup`).
+        let ptr = unsafe { bindings::vir_group_alloc_domain(group.as_raw()) };
+        let ptr = kernel::error::from_err_ptr(ptr)?;
+        let ptr = NonNull::new(ptr).ok_or(ENOMEM)?;
+        let mut raw = bindings::vir_domain_info::default();
+        // SAFETY: `ptr` is a valid domain, `raw` a valid output location.
+        unsafe { bindings::vir_domain_info(ptr.as_ptr(), &mut raw) };
+        let aperture = IovaRange::new(raw.aperture_start, raw.aperture_end)
+            .filter(|_| raw.pgsize_bitmap != 0);
+        let attached = match aperture {
+            // SAFETY: Both pointers are valid for the call.
+            Some(_) => to_result(unsafe { bindings::iommu_attach_group(ptr.as_ptr(), group.as_raw()) }),
+            None => Err(ENODEV),
+        };
+        let (Some(aperture), Ok(())) = (aperture, attached) else {
+            // SAFETY: `ptr` was allocated above and no group is attached to it.
+            unsafe { bindings::iommu_domain_free(ptr.as_ptr()) };
+            return Err(attached.err().unwrap_or(ENODEV));
+        };
+        // Asked after the attach: the Intel driver decides by the attached devices, and a domain
+        // that enforces snooping cannot be attached to an IOMMU without snoop control.
+        // SAFETY: `ptr` is a valid domain.
+        let enforce_cache_coherency = unsafe { bindings::vir_domain_enforce_cache_coherency(ptr.as_ptr()) };
+        // INVARIANT: `ptr` was allocated above and is owned by the new `Domain`.
+        Ok(Self {
+            ptr,
+            info: DomainInfo {
+                pgsize_bitmap: raw.pgsize_bitmap,
+                aperture,
+                enforce_cache_coherency,
+                ops: raw.ops as usize,
+            },
+        })
+    }
+
+    /// The domain's properties.
+    pub(crate) fn info(&self) -> &DomainInfo {
+        &self.info
+    }
+
+    /// The domain's address, which identifies it in a container.
+    pub(crate) fn key(&self) -> usize {
+        self.ptr.as_ptr() as usize
+    }
+
+    /// Attaches `group` to this domain.
+    pub(crate) fn attach(&self, group: &IommuGroup) -> Result {
+        // SAFETY: Both pointers are valid for the call.
+        to_result(unsafe { bindings::iommu_attach_group(self.ptr.as_ptr(), group.as_raw()) })
+    }
+
+    /// Detaches `group`, which is attached to this domain.
+    pub(crate) fn detach(&self, group: &IommuGroup) {
+        // SAFETY: Both pointers are valid for the call.
+        unsafe { bindings::iommu_detach_group(self.ptr.as_ptr(), group.as_raw()) }
+    }
+
+    /// Maps `size` bytes of physical memory at `paddr` at `iova`.
+    pub(crate) fn map(&self, iova: u64, paddr: u64, size: u64, prot: Prot) -> Result {
+        let gfp = bindings::GFP_KERNEL_ACCOUNT;
+        // SAFETY: `ptr` is valid; the IOMMU driver validates the range against the domain.
+        to_result(unsafe {
+            bindings::iommu_map(self.ptr.as_ptr(), iova as _, paddr, size as _, prot.flags(), gfp)
+        })
+    }
+
+    /// Unmaps up to `size` bytes at `iova` and returns how many bytes were unmapped (which may
+    /// exceed `size` when a large page covers more, and is 0 if nothing was mapped there).
+    pub(crate) fn unmap(&self, iova: u64, size: u64) -> u64 {
+        // SAFETY: `ptr` is valid.
+        unsafe { bindings::iommu_unmap(self.ptr.as_ptr(), iova as _, size as _) as u64 }
+    }
+
+    /// The physical address `iova` translates to, or 0 if it is not mapped.
+    pub(crate) fn iova_to_phys(&self, iova: u64) -> u64 {
+        // SAFETY: `ptr` is valid.
+        unsafe { bindings::iommu_iova_to_phys(self.ptr.as_ptr(), iova as _) }
+    }
+}
+
+impl Drop for Domain {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` is owned by `self` and no group is attached (type invariant).
+        unsafe { bindings::iommu_domain_free(self.ptr.as_ptr()) }
+    }
+}
+
+/// A domain of a container and how many of the container's groups are attached to it.
+pub(crate) struct DomainEntry {
+    /// The domain.
+    pub(crate) domain: Domain,
+    /// Attached groups; the domain is freed when the last one leaves.
+    pub(crate) groups: usize,
+}
+
+/// The IOMMU domains of a container, keyed by [`Domain::key`].
+///
+/// Every domain maps every pinned mapping of the container; the first one is the container's
+/// record of which physical pages back a mapping (type1's "pfn oracle").
+pub(crate) struct DomainSet {
+    tree: RBTree<usize, DomainEntry>,
+}
+
+impl DomainSet {
+    /// An empty set.
+    pub(crate) fn new() -> Self {
+        Self { tree: RBTree::new() }
+    }
+
+    /// Whether the container has no domain (only emulated groups, or none).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.tree.iter().next().is_none()
+    }
+
+    /// The domains.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Domain> {
+        self.tree.values().map(|e| &e.domain)
+    }
+
+    /// References to all domains, for the mapping code.
+    pub(crate) fn refs(&self) -> Result<KVec<&Domain>> {
+        let mut v = KVec::new();
+        for d in self.iter() {
+            v.push(d, GFP_KERNEL)?;
+        }
+        Ok(v)
+    }
+
+    /// The entry of the domain with `key`.
+    pub(crate) fn get_mut(&mut self, key: usize) -> Option<&mut DomainEntry> {
+        self.tree.get_mut(&key)
+    }
+
+    /// The entries.
+    pub(crate) fn entries_mut(&mut self) -> impl Iterator<Item = &mut DomainEntry> {
+        self.tree.values_mut()
+    }
+
+    /// Allocates the tree node of a domain to be inserted, so that inserting cannot fail.
+    pub(crate) fn reserve() -> Result<DomainNode> {
+        Ok(DomainNode(RBTreeNodeReservation::new(GFP_KERNEL)?))
+    }
+
+    /// Adds a domain with its first group, in a node reserved before.
+    pub(crate) fn insert(&mut self, node: DomainNode, domain: Domain) {
+        let key = domain.key();
+        self.tree
+            .insert(node.0.into_node(key, DomainEntry { domain, groups: 1 }));
+    }
+
+    /// Removes the domain with `key` and hands it back.
+    pub(crate) fn remove(&mut self, key: usize) -> Option<Domain> {
+        self.tree.remove(&key).map(|e| e.domain)
+    }
+
+    /// The page sizes every domain supports, with sizes below `PAGE_SIZE` folded into
+    /// `PAGE_SIZE` (type1's `vfio_update_pgsize_bitmap`); `PAGE_MASK` without domains.
+    pub(crate) fn pgsize_bitmap(&self) -> u64 {
+        let page_mask = !(crate::mm::PAGE_SIZE - 1);
+        let mut bitmap = self.iter().fold(u64::MAX, |b, d| b & d.info().pgsize_bitmap);
+        if bitmap & !page_mask != 0 {
+            bitmap &= page_mask;
+            bitmap |= crate::mm::PAGE_SIZE;
+        }
+        bitmap
+    }
+
+    /// Whether every domain enforces cache coherency (true without domains, as in type1).
+    pub(crate) fn enforce_cache_coherency(&self) -> bool {
+        self.iter().all(|d| d.info().enforce_cache_coherency)
+    }
+}
+
+/// A tree node reserved for a domain.
+pub(crate) struct DomainNode(RBTreeNodeReservation<usize, DomainEntry>);

@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The owner of a DMA mapping (task and address space), locked-memory accounting and pinning.
+//!
+//! A thin safe layer over `mm/gup.c` and `mm/util.c` through `bindings/helpers.c`.
+//!
+//! Lock order: callers may hold their container mutex; these functions take the owner's
+//! `mmap_lock` (read to pin, write to account), as type1 does under `iommu->lock`.
+
+use crate::bindings;
+use core::ptr::NonNull;
+use kernel::prelude::*;
+
+/// The page size of the CPU and the unit of pinning.
+pub(crate) const PAGE_SIZE: u64 = kernel::page::PAGE_SIZE as u64;
+/// `log2(PAGE_SIZE)`.
+pub(crate) const PAGE_SHIFT: u32 = kernel::page::PAGE_SHIFT as u32;
+
+/// The task and address space that own a mapping's pages and are charged for them.
+///
+/// As in type1: the task is the mapping process's group leader (its `RLIMIT_MEMLOCK` applies),
+/// the mm is the address space the user addresses refer to, and `lock_cap` is whether the task
+/// had `CAP_IPC_LOCK` when it created the mapping.
+///
+/// # Invariants
+///
+/// `task` holds a task reference and `mm` an `mm_count` reference (`mmgrab`), both released on
+/// drop; `mm` may have no users left (the process exited), which [`MmOwner::with_mm`] checks.
+pub(crate) struct MmOwner {
+    task: NonNull<bindings::task_struct>,
+    mm: NonNull<bindings::mm_struct>,
+    lock_cap: bool,
+}
+
+// SAFETY: The references are counted and the pointed-to objects are only used through functions
+// that are safe to call from any task.
+unsafe impl Send for MmOwner {}
+// SAFETY: See `Send`; `MmOwner` has no interior mutability.
+unsafe impl Sync for MmOwner {}
+
+impl MmOwner {
+    /// The calling task (the ioctl caller) and its address space; `EFAULT` for a kernel thread.
+    pub(crate) fn current() -> Result<Self> {
+        // SAFETY: Takes an `mm_count` reference on `current->mm`, or returns NULL without one.
+        let mm = NonNull::new(unsafe { bindings::vir_current_mm_grab() }).ok_or(EFAULT)?;
+        // SAFETY: Takes a reference on the current task's group leader, which always exists.
+        let task = unsafe { bindings::vir_current_leader_get() };
+        let Some(task) = NonNull::new(task) else {
+            // SAFETY: `mm` holds the reference taken just above.
+            unsafe { bindings::vir_mm_drop(mm.as_ptr()) };
+            return Err(EFAULT);
+        };
+        // SAFETY: `capable()` only reads the current task's credentials.
+        let lock_cap = unsafe { bindings::vir_capable_ipc_lock() };
+        // INVARIANT: Both references were taken above.
+        Ok(Self { task, mm, lock_cap })
+    }
+
+    /// Whether the calling task uses this address space.
+    pub(crate) fn is_current(&self) -> bool {
+        // SAFETY: Only compares pointers.
+        unsafe { bindings::vir_current_has_mm(self.mm.as_ptr()) }
+    }
+
+    /// Runs `f` with the address space held alive (`mmget_not_zero`); `ESRCH` if it has exited.
+    fn with_mm<R>(&self, f: impl FnOnce(*mut bindings::mm_struct) -> Result<R>) -> Result<R> {
+        // SAFETY: `mm` is valid (`mm_count` reference, type invariant).
+        if !unsafe { bindings::vir_mm_get(self.mm.as_ptr()) } {
+            return Err(ESRCH);
+        }
+        let r = f(self.mm.as_ptr());
+        // SAFETY: Drops the user reference taken above.
+        unsafe { bindings::vir_mm_put(self.mm.as_ptr()) };
+        r
+    }
+
+    /// Charges (`npages > 0`) or uncharges (`npages < 0`) locked memory to the owner, checking
+    /// `RLIMIT_MEMLOCK` unless the owner had `CAP_IPC_LOCK` (`ENOMEM` when exceeded).
+    ///
+    /// Uncharging an exited address space is a no-op: its `locked_vm` went with it.
+    pub(crate) fn account(&self, npages: i64) -> Result {
+        if npages == 0 {
+            return Ok(());
+        }
+        let task = self.task.as_ptr();
+        let lock_cap = self.lock_cap;
+        let r = self.with_mm(|mm| {
+            // SAFETY: `task` and `mm` are valid (type invariant) and `mm` has a user reference
+            // for the duration of the call.
+            let ret = unsafe { bindings::vir_mm_lock_acct(task, mm, lock_cap, npages as _) };
+            kernel::error::to_result(ret)
+        });
+        match r {
+            Err(e) if e == ESRCH && npages < 0 => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Pins up to `pages.len()` pages of the owner's memory from `vaddr` (for device writes if
+    /// `write`) and stores their page frame numbers in `pfns`. Returns how many were pinned
+    /// (at least one), or the error of the first page.
+    ///
+    /// The caller owns the pins and must release them with [`unpin_pfns`].
+    pub(crate) fn pin(
+        &self,
+        vaddr: u64,
+        write: bool,
+        pages: &mut KVec<*mut bindings::page>,
+        pfns: &mut [u64],
+    ) -> Result<usize> {
+        let want = pfns.len().min(pages.capacity());
+        let buf = pages.as_mut_ptr();
+        let pinned = self.with_mm(|mm| {
+            // SAFETY: `mm` has a user reference for the call; `buf` has room for `want`
+            // page pointers (`want <= pages.capacity()`).
+            let n = unsafe {
+                bindings::vir_pin_user_pages(mm, vaddr as _, want as _, write, buf)
+            };
+            if n < 0 {
+                return Err(Error::from_errno(n as i32));
+            }
+            usize::try_from(n).map_err(|_| EFAULT)
+        })?;
+        if pinned == 0 || pinned > want {
+            return Err(EFAULT);
+        }
+        for (i, pfn) in pfns.iter_mut().take(pinned).enumerate() {
+            // SAFETY: `pin_user_pages_remote` filled the first `pinned` entries of `buf` with
+            // pinned pages.
+            let page = unsafe { *buf.add(i) };
+            // SAFETY: `page` is a pinned, hence live, page.
+            *pfn = unsafe { bindings::vir_page_to_pfn(page) } as u64;
+        }
+        Ok(pinned)
+    }
+}
+
+impl Drop for MmOwner {
+    fn drop(&mut self) {
+        // SAFETY: Releases the references held by `self` (type invariant).
+        unsafe {
+            bindings::vir_task_put(self.task.as_ptr());
+            bindings::vir_mm_drop(self.mm.as_ptr());
+        }
+    }
+}
+
+/// Whether the page at `pfn` is reserved (not charged to locked memory, as in type1).
+pub(crate) fn pfn_is_reserved(pfn: u64) -> bool {
+    // SAFETY: Only called for pfns of pages we hold pinned (see the callers), whose `struct page`
+    // is therefore valid.
+    unsafe { bindings::vir_page_is_reserved(bindings::vir_pfn_to_page(pfn as _)) }
+}
+
+/// Releases the pins of `npages` physically contiguous pages from `pfn`, marking them dirty if a
+/// device could have written them.
+///
+/// # Safety
+///
+/// Each of the pages must have been pinned by [`MmOwner::pin`] and not released since; the caller
+/// gives up that pin.
+pub(crate) unsafe fn unpin_pfns(pfn: u64, npages: u64, dirty: bool) {
+    // SAFETY: The pages are pinned by us (function safety contract) and contiguous.
+    unsafe { bindings::vir_unpin_pfn_range(pfn as _, npages as _, dirty) }
+}
+
+/// Lets other tasks run in long loops.
+pub(crate) fn cond_resched() {
+    // SAFETY: Called from process context without spinlocks held (all callers hold mutexes only).
+    unsafe { bindings::vir_cond_resched() }
+}
+
+/// Whether the calling task has been killed; long operations give up with `EINTR`.
+pub(crate) fn fatal_signal_pending() -> bool {
+    // SAFETY: Reads the current task's signal state.
+    unsafe { bindings::vir_fatal_signal_pending() }
+}
