@@ -77,25 +77,30 @@ impl Domain {
         let ptr = unsafe { bindings::vir_group_alloc_domain(group.as_raw()) };
         let ptr = kernel::error::from_err_ptr(ptr)?;
         let ptr = NonNull::new(ptr).ok_or(ENOMEM)?;
+        // SAFETY: Both pointers are valid for the call.
+        let attached = to_result(unsafe { bindings::iommu_attach_group(ptr.as_ptr(), group.as_raw()) });
+        // The geometry and page sizes are final only once a device is attached (the Intel
+        // driver sizes the domain to the IOMMU's address width then), and a domain that enforces
+        // snooping cannot be attached to an IOMMU without snoop control: ask afterwards.
         let mut raw = bindings::vir_domain_info::default();
-        // SAFETY: `ptr` is a valid domain, `raw` a valid output location.
-        unsafe { bindings::vir_domain_info(ptr.as_ptr(), &mut raw) };
+        if attached.is_ok() {
+            // SAFETY: `ptr` is a valid domain, `raw` a valid output location.
+            unsafe { bindings::vir_domain_info(ptr.as_ptr(), &mut raw) };
+        }
         let aperture = IovaRange::new(raw.aperture_start, raw.aperture_end)
             .filter(|_| raw.pgsize_bitmap != 0);
-        let attached = match aperture {
-            // SAFETY: Both pointers are valid for the call.
-            Some(_) => to_result(unsafe { bindings::iommu_attach_group(ptr.as_ptr(), group.as_raw()) }),
-            None => Err(ENODEV),
-        };
         let (Some(aperture), Ok(())) = (aperture, attached) else {
+            if attached.is_ok() {
+                // SAFETY: `group` was attached just above.
+                unsafe { bindings::iommu_detach_group(ptr.as_ptr(), group.as_raw()) };
+            }
             // SAFETY: `ptr` was allocated above and no group is attached to it.
             unsafe { bindings::iommu_domain_free(ptr.as_ptr()) };
             return Err(attached.err().unwrap_or(ENODEV));
         };
-        // Asked after the attach: the Intel driver decides by the attached devices, and a domain
-        // that enforces snooping cannot be attached to an IOMMU without snoop control.
         // SAFETY: `ptr` is a valid domain.
-        let enforce_cache_coherency = unsafe { bindings::vir_domain_enforce_cache_coherency(ptr.as_ptr()) };
+        let enforce_cache_coherency =
+            unsafe { bindings::vir_domain_enforce_cache_coherency(ptr.as_ptr()) };
         // INVARIANT: `ptr` was allocated above and is owned by the new `Domain`.
         Ok(Self {
             ptr,

@@ -23,6 +23,14 @@ summary=$(awk '
 	/^# VIR-RUN / { flush(); cur = $3 " [" $4 "]"; npass = 0; nfail = 0; rc = "none"; next }
 	/^# VIR-EXIT / { rc = $5; next }
 	/^# VIR-DONE/ { done = 1; next }
+	cur != "" && /^# RECORD / {
+		split(cur, parts, " ")
+		key = parts[1] " " $3 " " $4
+		val = $0; sub(/^# RECORD [^ ]+ [^ ]+ ?/, "", val)
+		b = (parts[2] == "[type1]") ? "t" : "r"
+		rec[key, b] = val; seen[key] = 1
+		next
+	}
 	cur != "" && /^ok [0-9]+ / {
 		if ($0 ~ /# SKIP/) { fails = fails "    skipped (counts as failed) " cur ": " $0 "\n"; failed++; nfail++ }
 		else { passed++; npass++ }
@@ -31,6 +39,15 @@ summary=$(awk '
 	cur != "" && /^not ok [0-9]+ / { fails = fails "    " cur ": " $0 "\n"; failed++; nfail++; next }
 	END {
 		flush()
+		ncmp = 0; ndiff = 0
+		for (key in seen) {
+			ncmp++
+			if (!((key, "t") in rec) || !((key, "r") in rec) || rec[key, "t"] != rec[key, "r"]) {
+				ndiff++; failed++
+				fails = fails "    backends differ: " key ": type1 \"" rec[key, "t"] "\", rust \"" rec[key, "r"] "\"\n"
+			} else passed++
+		}
+		if (ncmp) lines = lines sprintf("    %-34s %3d passed, %d failed\n", "type1 vs rust records", ncmp - ndiff, ndiff)
 		printf "%s", lines
 		printf "FAILS\n%s", fails
 		printf "COUNTS %d %d %d\n", passed, failed, done

@@ -36,13 +36,10 @@ TEST(unload_idle)
 
 TEST(unload_busy)
 {
-	int container = open("/dev/vfio/vfio", O_RDWR);
-	int group = open_group(env_int("VFIO_TEST_GROUP"));
+	int container, group;
 
-	ASSERT_LE(0, container);
-	ASSERT_LE(0, group);
-	ASSERT_EQ(0, ioctl(group, VFIO_GROUP_SET_CONTAINER, &container));
-	ASSERT_EQ(0, ioctl(container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
+	ASSERT_EQ(0, open_container(env_int("VFIO_TEST_GROUP"), VFIO_TYPE1v2_IOMMU, &container,
+				    &group));
 	ASSERT_EQ(1, module_refcnt(RUST_MODULE));
 
 	/* In use: the module loader refuses. */
@@ -61,15 +58,11 @@ TEST(unload_busy)
 /* After a reload, a new container is served by the reloaded module, not by type1. */
 TEST(reloaded_module_serves)
 {
-	int container = open("/dev/vfio/vfio", O_RDWR);
-	int group = open_group(env_int("VFIO_TEST_GROUP"));
-	struct backend_refs before, after;
+	struct backend_refs before = backend_refs(), after;
+	int container, group;
 
-	ASSERT_LE(0, container);
-	ASSERT_LE(0, group);
-	ASSERT_EQ(0, ioctl(group, VFIO_GROUP_SET_CONTAINER, &container));
-	before = backend_refs();
-	ASSERT_EQ(0, ioctl(container, VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU));
+	ASSERT_EQ(0, open_container(env_int("VFIO_TEST_GROUP"), VFIO_TYPE1_IOMMU, &container,
+				    &group));
 	after = backend_refs();
 	EXPECT_EQ(before.rust + 1, after.rust);
 	EXPECT_EQ(before.type1, after.type1);

@@ -19,12 +19,16 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <linux/vfio.h>
+
+#define PAGE 4096ULL
 
 #define TYPE1_MODULE "vfio_iommu_type1"
 #define RUST_MODULE "vfio_iommu_rust"
@@ -117,5 +121,122 @@ static inline struct backend_refs backend_refs(void)
 	};
 	return r;
 }
+
+/*
+ * A type1 container holding the group @group_id with the IOMMU set to @magic. Returns 0, or the
+ * errno of the step that failed.
+ */
+static inline int open_container(int group_id, unsigned long magic, int *container, int *group)
+{
+	*group = -1;
+	*container = open("/dev/vfio/vfio", O_RDWR);
+	if (*container < 0)
+		return errno;
+	*group = open_group(group_id);
+	if (*group < 0)
+		return errno;
+	if (ioctl(*group, VFIO_GROUP_SET_CONTAINER, container))
+		return errno;
+	if (ioctl(*container, VFIO_SET_IOMMU, magic))
+		return errno;
+	return 0;
+}
+
+/* VFIO_IOMMU_MAP_DMA; returns 0 or the errno. */
+static inline int dma_map(int fd, __u64 iova, __u64 vaddr, __u64 size, __u32 flags)
+{
+	struct vfio_iommu_type1_dma_map map = {
+		.argsz = sizeof(map),
+		.flags = flags,
+		.vaddr = vaddr,
+		.iova = iova,
+		.size = size,
+	};
+
+	return vfio_errno(ioctl(fd, VFIO_IOMMU_MAP_DMA, &map));
+}
+
+#define RW (VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE)
+
+/* VFIO_IOMMU_UNMAP_DMA; returns 0 or the errno, and the size field as the kernel left it. */
+static inline int dma_unmap(int fd, __u64 iova, __u64 size, __u32 flags, __u64 *size_out)
+{
+	struct vfio_iommu_type1_dma_unmap unmap = {
+		.argsz = sizeof(unmap),
+		.flags = flags,
+		.iova = iova,
+		.size = size,
+	};
+	int err = vfio_errno(ioctl(fd, VFIO_IOMMU_UNMAP_DMA, &unmap));
+
+	if (size_out)
+		*size_out = unmap.size;
+	return err;
+}
+
+/* A value from /proc/vmstat, or -1. */
+static inline long vmstat(const char *key)
+{
+	char name[64];
+	long value, found = -1;
+	FILE *f;
+	int fd = open("/proc/sys/vm/stat_refresh", O_WRONLY);
+
+	/* Fold the per-CPU counters first, or the values may lag. */
+	if (fd >= 0) {
+		if (write(fd, "1", 1) != 1)
+			fprintf(stderr, "stat_refresh: %s\n", strerror(errno));
+		close(fd);
+	}
+	f = fopen("/proc/vmstat", "r");
+	if (!f)
+		return -1;
+	while (fscanf(f, "%63s %ld", name, &value) == 2) {
+		if (!strcmp(name, key)) {
+			found = value;
+			break;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* Pages pinned with FOLL_PIN and not released, system wide (nothing else pins in the guest). */
+static inline long pins_outstanding(void)
+{
+	return vmstat("nr_foll_pin_acquired") - vmstat("nr_foll_pin_released");
+}
+
+/* This process's locked memory (VmLck) in kB, or -1. */
+static inline long locked_vm_kb(void)
+{
+	char line[128];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmLck: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+/* Anonymous memory, populated. */
+static inline void *alloc_pages(size_t pages)
+{
+	void *p = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/*
+ * A fact to compare between the backends: the host's report compares every RECORD line of a
+ * type1 run with the same line of the rust run of the same test binary. Written unbuffered, as
+ * the harness runs each test in a child process.
+ */
+#define RECORD(name, fmt, ...) dprintf(1, "# RECORD %s " fmt "\n", name, ##__VA_ARGS__)
 
 #endif /* VFIO_TEST_H */
