@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # Boot the test guest under QEMU: q35 with a virtual Intel IOMMU (interrupt remapping, caching mode,
 # 48-bit addresses) and two edu devices. The kernel console goes to out/guest/console.log, the
-# tests' TAP to out/guest/tap.log. TCG by default; VIR_KVM=1 uses KVM.
+# tests' TAP to out/guest/tap.log, QEMU's own messages to out/guest/qemu.log. TCG by default; VIR_KVM=1 uses KVM.
 # Usage: run-guest.sh KDIR MODE [TIMEOUT_SECONDS]   (MODE: check or demo)
 source "$(dirname "$0")/lib.sh"
 
@@ -12,6 +12,7 @@ limit=${3:-600}
 out=$VIR_ROOT/out/guest
 console=$out/console.log
 tap=$out/tap.log
+qemulog=$out/qemu.log
 : >"$console"
 : >"$tap"
 
@@ -30,7 +31,7 @@ stage "guest: booting ($accel, mode $mode, limit ${limit}s; console: $console)"
 start=$(date +%s)
 set +e
 if [ "$mode" = demo ]; then
-	timeout "$limit" "${cmd[@]}" &
+	timeout "$limit" "${cmd[@]}" 2>"$qemulog" &
 	qpid=$!
 	# Show the demo's own lines (and the kernel's about our module) as they come.
 	tail -n +1 -f --pid=$qpid "$console" 2>/dev/null |
@@ -40,7 +41,7 @@ if [ "$mode" = demo ]; then
 	rc=$?
 	sleep 0.5
 else
-	timeout "$limit" "${cmd[@]}"
+	timeout "$limit" "${cmd[@]}" 2>"$qemulog"
 	rc=$?
 fi
 set -e
@@ -48,6 +49,10 @@ el=$(( $(date +%s) - start ))
 if [ $rc = 124 ]; then
 	printf 'error: guest timed out after %ss; last console lines:\n' "$limit" >&2
 	tail -n 30 "$console" | sed 's/^/    | /' >&2
+fi
+if [ $rc != 0 ] && [ -s "$qemulog" ]; then
+	printf 'QEMU said (%s):\n' "$qemulog" >&2
+	tail -n 10 "$qemulog" | sed 's/^/    | /' >&2
 fi
 info "guest: exited with status $rc after ${el}s"
 exit $rc

@@ -182,6 +182,39 @@ TEST_F(device, many_small_mappings)
 }
 
 /*
+ * The second edu device joins the container after the mappings were made: it shares the first
+ * one's (compatible) domain and reaches the same memory.
+ */
+TEST_F(device, second_device_joins)
+{
+	unsigned char *buf = alloc_pages(2), expect[EDU_DMA_MAX];
+	int group2 = open_group(env_int("VFIO_TEST_GROUP2"));
+	struct edu edu2 = { .fd = -1 };
+
+	ASSERT_NE(NULL, buf);
+	ASSERT_LE(0, group2);
+	fill(buf, PAGE, 5);
+	memset(buf + PAGE, 0, PAGE);
+	memcpy(expect, buf, EDU_DMA_MAX);
+	ASSERT_EQ(0, dma_map(self->container, IOVA, (uintptr_t)buf, 2 * PAGE, RW));
+	ASSERT_EQ(0, ioctl(group2, VFIO_GROUP_SET_CONTAINER, &self->container));
+	/* Shared, not pinned twice. */
+	EXPECT_EQ(self->pins_before + 2, pins_outstanding());
+	ASSERT_EQ(0, edu_open(group2, env_str("VFIO_TEST_BDF2"), &edu2));
+	ASSERT_EQ(0, edu_dma(&edu2, IOVA, 0, EDU_DMA_MAX, 0));
+	ASSERT_EQ(0, edu_dma(&edu2, IOVA + PAGE, 0, EDU_DMA_MAX, 1));
+	EXPECT_EQ(0, memcmp(expect, buf + PAGE, EDU_DMA_MAX));
+	edu_close(&edu2);
+	/* The first device still works after the second left. */
+	ASSERT_EQ(0, ioctl(group2, VFIO_GROUP_UNSET_CONTAINER));
+	close(group2);
+	memset(buf + PAGE, 0, PAGE);
+	ASSERT_EQ(0, edu_dma(&self->edu, IOVA, 0, EDU_DMA_MAX, 0));
+	ASSERT_EQ(0, edu_dma(&self->edu, IOVA + PAGE, 0, EDU_DMA_MAX, 1));
+	EXPECT_EQ(0, memcmp(expect, buf + PAGE, EDU_DMA_MAX));
+}
+
+/*
  * The IOMMU page table entry at @iova in the edu device's domain, from the Intel IOMMU's debugfs:
  * returns the page size of the leaf (4K or 2M, 1G) or 0 if not mapped.
  */
