@@ -189,7 +189,7 @@ TEST_F(device, second_device_joins)
 {
 	unsigned char *buf = alloc_pages(2), expect[EDU_DMA_MAX];
 	int group2 = open_group(env_int("VFIO_TEST_GROUP2"));
-	struct edu edu2 = { .fd = -1 };
+	struct edu edu2;
 
 	ASSERT_NE(NULL, buf);
 	ASSERT_LE(0, group2);

@@ -34,6 +34,8 @@ static inline int edu_open(int group, const char *bdf, struct edu *e)
 	unsigned short cmd;
 	void *p;
 
+	e->bar = NULL;
+	e->bar_size = 0;
 	e->fd = ioctl(group, VFIO_GROUP_GET_DEVICE_FD, bdf);
 	if (e->fd < 0)
 		return errno;
@@ -60,8 +62,10 @@ static inline int edu_open(int group, const char *bdf, struct edu *e)
 
 static inline void edu_close(struct edu *e)
 {
-	munmap((void *)e->bar, e->bar_size);
-	close(e->fd);
+	if (e->bar)
+		munmap((void *)e->bar, e->bar_size);
+	if (e->fd >= 0)
+		close(e->fd);
 }
 
 static inline void edu_write64(struct edu *e, unsigned int reg, unsigned long long v)

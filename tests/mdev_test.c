@@ -129,7 +129,7 @@ TEST_F(mdev, iommu_group_joins_and_leaves)
 {
 	unsigned char expect[EDU_DMA_MAX];
 	int edu_group = open_group(env_int("VFIO_TEST_GROUP"));
-	struct edu edu = { .fd = -1 };
+	struct edu edu;
 	__u64 size;
 	int i;
 
