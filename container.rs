@@ -8,16 +8,21 @@
 //! by `release` after its last group left.
 //!
 //! Lock order (outermost first):
-//! 1. `Container::inner` (mutex; may sleep, allocates with `GFP_KERNEL`);
-//! 2. a mapping owner's `mmap_lock` (read to pin, write to charge locked memory; in `mm.rs`);
-//! 3. IOMMU driver and group locks (inside the IOMMU API).
+//! 1. `Container::devices` (the vendor devices to notify; `vendor.rs`), never taken while holding
+//!    2, because a notified vendor driver unpins, which takes 2;
+//! 2. `Container::inner` (mutex; may sleep, allocates with `GFP_KERNEL`);
+//! 3. a mapping owner's `mmap_lock` (read to pin, write to charge locked memory; in `mm.rs`);
+//! 4. IOMMU driver and group locks (inside the IOMMU API).
 
 use crate::{
+    dirty::{self, UserBitmap},
     dma::{DmaMapping, DmaTree, PinBatch},
     domain::{Domain, DomainSet, Prot},
     group::{GroupRef, GroupType, IommuGroup},
     iova::{IovaList, IovaRange},
+    mm::{self, PAGE_SIZE},
     params,
+    vendor::{DeviceSet, VfioDevice},
 };
 use kernel::{
     new_mutex,
@@ -25,6 +30,9 @@ use kernel::{
     rbtree::{RBTree, RBTreeNodeReservation},
     sync::{Arc, Mutex},
 };
+
+/// How often an unmap notifies vendor drivers about the same mapping before giving up.
+pub(crate) const NOTIFY_RETRIES: u32 = 10;
 
 /// The unmap semantics a container was opened with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +65,9 @@ struct AttachedGroup {
     domain: Option<usize>,
     /// The group's reserved regions, excluded from the usable IOVA space.
     reserved: KVec<IovaRange>,
+    /// Whether the group's devices dirty only pages they pin (emulated groups, and groups whose
+    /// driver has pinned pages); others may write anything mapped.
+    pinned_scope: bool,
 }
 
 /// A `VFIO_IOMMU_MAP_DMA` request, validated for flags.
@@ -81,12 +92,12 @@ pub(crate) struct UnmapRequest {
     pub(crate) all: bool,
     /// `VFIO_DMA_UNMAP_FLAG_VADDR`: invalidate the vaddr of the mappings instead of unmapping.
     pub(crate) vaddr: bool,
-    /// `VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP`.
-    pub(crate) dirty_bitmap: bool,
 }
 
 /// What `VFIO_IOMMU_GET_INFO` reports.
 pub(crate) struct Info {
+    /// The smallest page size: the only one dirty bitmaps use.
+    pub(crate) min_pgsize: u64,
     /// Page sizes all domains support.
     pub(crate) pgsize_bitmap: u64,
     /// Mappings that may still be created.
@@ -111,6 +122,10 @@ struct ContainerInner {
     dma_avail: u32,
     /// Mappings whose vaddr is invalid.
     vaddr_invalid_count: u32,
+    /// Whether dirty pages are tracked (`VFIO_IOMMU_DIRTY_PAGES_FLAG_START`).
+    dirty_tracking: bool,
+    /// Attached groups not in pinned scope: while any, IOMMU-mapped pages are all dirty.
+    non_pinned_groups: u32,
 }
 
 impl ContainerInner {
@@ -141,17 +156,66 @@ impl ContainerInner {
 
     /// Unmaps and unpins every mapping; removes them too if `remove`.
     fn unmap_unpin_all(&mut self, remove: bool) {
-        let domains = &self.domains;
-        for m in self.mappings.iter_mut() {
-            m.unmap_and_unpin(domains.iter());
-        }
-        if remove {
-            while let Some(k) = self.mappings.first_key() {
-                self.mappings.remove(k);
-                self.dma_avail = self.dma_avail.saturating_add(1);
+        if !remove {
+            let domains = &self.domains;
+            for m in self.mappings.iter_mut() {
+                m.unmap_and_unpin(domains.iter());
             }
-            self.vaddr_invalid_count = 0;
+            return;
         }
+        while let Some(k) = self.mappings.first_key() {
+            if let Some(m) = self.mappings.remove(k) {
+                m.remove(self.domains.iter());
+            }
+            self.dma_avail = self.dma_avail.saturating_add(1);
+        }
+        self.vaddr_invalid_count = 0;
+    }
+
+    /// The first IOVAs of the mappings an unmap of `range` removes: every mapping that starts
+    /// in it; for v1 the walk stops at a mapping that starts below it.
+    fn keys_in(&mut self, version: Version, range: &IovaRange) -> Result<KVec<u64>> {
+        let mut keys = KVec::new();
+        let mut next = self.mappings.first_overlap(range);
+        while let Some(key) = next {
+            if key > range.last || (version == Version::V1 && range.start > key) {
+                break;
+            }
+            next = self.mappings.next_after(key);
+            if key >= range.start {
+                keys.push(key, GFP_KERNEL)?;
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Refuses `range` if it bisects a mapping at either end (v2 unmap and dirty bitmap rule).
+    fn check_no_bisect(&mut self, range: &IovaRange) -> Result {
+        if let Some(k) = self.mappings.containing(range.start) {
+            if k != range.start {
+                return Err(EINVAL);
+            }
+        }
+        if let Some(k) = self.mappings.containing(range.last) {
+            if self.mappings.get(k).map(|m| m.range.last) != Some(range.last) {
+                return Err(EINVAL);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the dirty bits of the mappings at `keys` into `bitmap` (bit 0 = `base`); all of
+    /// them or an error.
+    fn write_dirty_bits(&mut self, keys: &[u64], base: u64, bitmap: &UserBitmap) -> Result {
+        let mut window = dirty::window()?;
+        let all_mapped = self.non_pinned_groups != 0;
+        for &k in keys {
+            if let Some(m) = self.mappings.get_mut(k) {
+                let all = all_mapped && m.iommu_mapped;
+                bitmap.write(base, m, all, &mut window)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -172,6 +236,9 @@ impl ContainerInner {
 pub(crate) struct Container {
     /// Unmap semantics requested at `VFIO_SET_IOMMU`.
     pub(crate) version: Version,
+    /// Vendor devices to notify when pinned pages are unmapped.
+    #[pin]
+    devices: DeviceSet,
     #[pin]
     inner: Mutex<ContainerInner>,
 }
@@ -182,6 +249,7 @@ impl Container {
         Arc::pin_init(
             pin_init!(Self {
                 version,
+                devices <- DeviceSet::new(),
                 inner <- new_mutex!(
                     ContainerInner {
                         released: false,
@@ -191,6 +259,8 @@ impl Container {
                         iova_list: IovaList::empty(),
                         dma_avail: params::dma_entry_limit(),
                         vaddr_invalid_count: 0,
+                        dirty_tracking: false,
+                        non_pinned_groups: 0,
                     },
                     "Container::inner"
                 ),
@@ -237,13 +307,18 @@ impl Container {
         // SAFETY: The reference is dropped by `detach_group` or `release`, before the core lets
         // go of the group.
         let group_ref = unsafe { GroupRef::new(group) };
+        let pinned_scope = kind != GroupType::Iommu;
         let attached = AttachedGroup {
             group: group_ref,
             kind,
             domain,
             reserved,
+            pinned_scope,
         };
         inner.groups.insert(node.into_node(group.key(), attached));
+        if !pinned_scope {
+            inner.non_pinned_groups += 1;
+        }
         pr_debug!("group {} attached ({:?})\n", group.id(), kind);
         Ok(())
     }
@@ -360,6 +435,15 @@ impl Container {
             pr_warn!("detach of group {}, which is not attached\n", group.id());
             return;
         };
+        if !g.pinned_scope {
+            // The group could have written anything mapped: report everything once.
+            inner.non_pinned_groups -= 1;
+            if inner.dirty_tracking {
+                for m in inner.mappings.iter_mut() {
+                    m.dirty.all_once = true;
+                }
+            }
+        }
         let Some(key) = g.domain else {
             pr_debug!("group {} detached ({:?})\n", group.id(), g.kind);
             return;
@@ -452,6 +536,9 @@ impl Container {
         if !inner.iova_list.allows(&range) {
             return Err(EINVAL);
         }
+        if inner.dirty_tracking && (req.size >> inner.min_pgsize().trailing_zeros()) > dirty::MAX_MAPPING_PAGES {
+            return Err(EINVAL);
+        }
         let mut m = DmaMapping::new(range, req.vaddr, prot)?;
         if !inner.domains.is_empty() {
             let domains = inner.domains.refs()?;
@@ -464,72 +551,98 @@ impl Container {
     }
 
     /// Serves `VFIO_IOMMU_UNMAP_DMA`; returns the bytes unmapped (or whose vaddr was
-    /// invalidated).
-    pub(crate) fn unmap(&self, req: &UnmapRequest) -> Result<u64> {
-        let mut inner = self.inner.lock();
-        if inner.released {
-            return Err(EINVAL);
-        }
-        if req.vaddr && inner.has_emulated() {
-            return Err(EBUSY);
-        }
-        let pgsize = inner.min_pgsize();
-        if req.iova & (pgsize - 1) != 0 {
-            return Err(EINVAL);
-        }
-        let range = if req.all {
-            if req.iova != 0 || req.size != 0 {
+    /// invalidated). With `bitmap` (`VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP`), the dirty bits of
+    /// every mapping removed are written first; if that fails, nothing is removed.
+    ///
+    /// Mappings with pages pinned by vendor drivers are unmapped only once the drivers, notified
+    /// through `dma_unmap`, have unpinned them. A driver that does not is notified again, up to
+    /// [`NOTIFY_RETRIES`] times for the same mapping, then the unmap fails with `EBUSY` and
+    /// changes nothing (type1 `BUG()`s there).
+    pub(crate) fn unmap(&self, req: &UnmapRequest, bitmap: Option<&UserBitmap>) -> Result<u64> {
+        let mut last_notified = None;
+        let mut retries = 0u32;
+        loop {
+            let mut guard = self.inner.lock();
+            let inner = &mut *guard;
+            if inner.released {
                 return Err(EINVAL);
             }
-            IovaRange {
-                start: 0,
-                last: u64::MAX,
+            if req.vaddr && inner.has_emulated() {
+                return Err(EBUSY);
             }
-        } else {
-            if req.size == 0 || req.size & (pgsize - 1) != 0 {
+            let pgsize = inner.min_pgsize();
+            if req.iova & (pgsize - 1) != 0 {
                 return Err(EINVAL);
             }
-            IovaRange::from_start_size(req.iova, req.size)?
-        };
-        if req.dirty_bitmap {
-            // Dirty tracking cannot be started yet, and type1 refuses the flag without it.
-            return Err(EINVAL);
-        }
-        if self.version == Version::V2 && !req.all {
-            // The range must not bisect a mapping.
-            if let Some(k) = inner.mappings.containing(range.start) {
-                if k != range.start {
+            let range = if req.all {
+                if req.iova != 0 || req.size != 0 {
                     return Err(EINVAL);
                 }
-            }
-            if let Some(k) = inner.mappings.containing(range.last) {
-                if inner.mappings.get(k).map(|m| m.range.last) != Some(range.last) {
+                IovaRange {
+                    start: 0,
+                    last: u64::MAX,
+                }
+            } else {
+                if req.size == 0 || req.size & (pgsize - 1) != 0 {
                     return Err(EINVAL);
                 }
-            }
-        }
-        if req.vaddr {
-            return Self::invalidate_vaddrs(&mut inner, self.version, &range);
-        }
-
-        let mut unmapped = 0u64;
-        let mut next = inner.mappings.first_overlap(&range);
-        while let Some(key) = next {
-            if key > range.last || (self.version == Version::V1 && range.start > key) {
-                break;
-            }
-            next = inner.mappings.next_after(key);
-            let Some(mut m) = inner.mappings.remove(key) else {
-                break;
+                IovaRange::from_start_size(req.iova, req.size)?
             };
-            m.unmap_and_unpin(inner.domains.iter());
-            unmapped = unmapped.saturating_add(m.size());
-            inner.dma_avail = inner.dma_avail.saturating_add(1);
-            if m.vaddr_invalid {
-                inner.vaddr_invalid_count -= 1;
+            if let Some(b) = bitmap {
+                if !inner.dirty_tracking || b.pgsize != pgsize {
+                    return Err(EINVAL);
+                }
             }
+            if self.version == Version::V2 && !req.all {
+                inner.check_no_bisect(&range)?;
+            }
+            if req.vaddr {
+                return Self::invalidate_vaddrs(inner, self.version, &range);
+            }
+            let keys = inner.keys_in(self.version, &range)?;
+
+            // Vendor drivers must unpin first; they are notified without our lock.
+            let pinned = keys.iter().find_map(|&k| {
+                let m = inner.mappings.get(k)?;
+                m.vendor_pins.iter().next().map(|_| (k, m.size()))
+            });
+            if let Some((key, size)) = pinned {
+                if last_notified == Some(key) {
+                    retries += 1;
+                    if retries > NOTIFY_RETRIES {
+                        pr_warn!(
+                            "unmap of IOVA {:#x}: vendor driver still holds pinned pages after {} dma_unmap notifications\n",
+                            key,
+                            NOTIFY_RETRIES
+                        );
+                        return Err(EBUSY);
+                    }
+                } else {
+                    last_notified = Some(key);
+                    retries = 0;
+                }
+                drop(guard);
+                self.devices.notify_dma_unmap(key, size);
+                continue;
+            }
+
+            if let Some(b) = bitmap {
+                inner.write_dirty_bits(&keys, req.iova, b)?;
+            }
+            let mut unmapped = 0u64;
+            for &key in keys.iter() {
+                let Some(m) = inner.mappings.remove(key) else {
+                    continue;
+                };
+                unmapped = unmapped.saturating_add(m.size());
+                inner.dma_avail = inner.dma_avail.saturating_add(1);
+                if m.vaddr_invalid {
+                    inner.vaddr_invalid_count -= 1;
+                }
+                m.remove(inner.domains.iter());
+            }
+            return Ok(unmapped);
         }
-        Ok(unmapped)
     }
 
     /// Marks the vaddr of every mapping in `range` invalid (`VFIO_DMA_UNMAP_FLAG_VADDR`); if one
@@ -576,12 +689,217 @@ impl Container {
         Err(EINVAL)
     }
 
+    /// Starts (`on`) or stops dirty page tracking; both are idempotent. Starting fails with
+    /// `EINVAL` if a mapping has more pages than a bitmap may describe.
+    pub(crate) fn set_dirty_tracking(&self, on: bool) -> Result {
+        let mut inner = self.inner.lock();
+        if inner.released {
+            return Err(EINVAL);
+        }
+        if inner.dirty_tracking == on {
+            return Ok(());
+        }
+        if on {
+            let shift = inner.min_pgsize().trailing_zeros();
+            if inner
+                .mappings
+                .iter()
+                .any(|m| m.size() >> shift > dirty::MAX_MAPPING_PAGES)
+            {
+                return Err(EINVAL);
+            }
+        }
+        for m in inner.mappings.iter_mut() {
+            m.dirty.clear();
+        }
+        inner.dirty_tracking = on;
+        Ok(())
+    }
+
+    /// Serves `VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP` for `range`: writes the dirty bits of every
+    /// mapping in it to `bitmap` and starts a new reporting period for them, only if all bits
+    /// were written (type1 loses the bits of the mappings before a fault).
+    pub(crate) fn dirty_bitmap(&self, range: &IovaRange, bitmap: &UserBitmap) -> Result {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        if inner.released {
+            return Err(EINVAL);
+        }
+        let pgsize = inner.min_pgsize();
+        if bitmap.pgsize != pgsize || range.start & (pgsize - 1) != 0 {
+            return Err(EINVAL);
+        }
+        match range.size() {
+            Some(size) if size & (pgsize - 1) == 0 => (),
+            _ => return Err(EINVAL),
+        }
+        if !inner.dirty_tracking {
+            return Err(EINVAL);
+        }
+        inner.check_no_bisect(range)?;
+        let keys = inner.keys_in(Version::V2, range)?;
+        inner.write_dirty_bits(&keys, range.start, bitmap)?;
+        for &k in keys.iter() {
+            if let Some(m) = inner.mappings.get_mut(k) {
+                m.dirty.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Pins `pages.len()` pages from `iova` for a vendor driver of `group` with access `prot`,
+    /// storing their `struct page`s in `pages` (type1's `vfio_iommu_type1_pin_pages`). All or
+    /// nothing: on error, the pages pinned by this call are unpinned.
+    pub(crate) fn pin_pages(
+        &self,
+        group: &IommuGroup,
+        iova: u64,
+        prot: Prot,
+        pages: &mut [*mut kernel::bindings::page],
+    ) -> Result<usize> {
+        if self.version != Version::V2 {
+            return Err(EACCES);
+        }
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        if inner.released {
+            return Err(EINVAL);
+        }
+        if inner.vaddr_invalid_count != 0 {
+            pr_warn!("vfio_pin_pages refused while a vaddr is invalid (VFIO_UPDATE_VADDR)\n");
+            return Err(EBUSY);
+        }
+        // Pins are only allowed to drivers that can be told to give them back.
+        if self.devices.is_empty() {
+            return Err(EINVAL);
+        }
+        if iova & (PAGE_SIZE - 1) != 0 {
+            return Err(EINVAL);
+        }
+        let mut done = 0;
+        let mut result = Ok(());
+        for (i, page) in pages.iter_mut().enumerate() {
+            let Some(at) = (i as u64)
+                .checked_mul(PAGE_SIZE)
+                .and_then(|o| o.checked_add(iova))
+            else {
+                result = Err(EINVAL);
+                break;
+            };
+            let Some(key) = inner.mappings.containing(at) else {
+                result = Err(EINVAL);
+                break;
+            };
+            let Some(m) = inner.mappings.get_mut(key) else {
+                result = Err(EINVAL);
+                break;
+            };
+            if (prot.read && !m.prot.read) || (prot.write && !m.prot.write) {
+                result = Err(EPERM);
+                break;
+            }
+            match m.pin_vendor_page(at) {
+                Ok(pfn) => *page = mm::pfn_to_page(pfn),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+            done = i + 1;
+        }
+        if let Err(e) = result {
+            let (tracking, shift) = (inner.dirty_tracking, inner.min_pgsize().trailing_zeros());
+            for (i, page) in pages.iter_mut().enumerate().take(done) {
+                let at = iova + i as u64 * PAGE_SIZE;
+                if let Some(m) = inner.mappings.containing(at).and_then(|k| inner.mappings.get_mut(k)) {
+                    m.unpin_vendor_page(at, tracking, shift);
+                }
+                *page = core::ptr::null_mut();
+            }
+            return Err(e);
+        }
+        // A group that pins declares that it only dirties what it pins.
+        if let Some(g) = inner.groups.get_mut(&group.key()) {
+            if !g.pinned_scope {
+                g.pinned_scope = true;
+                inner.non_pinned_groups -= 1;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Drops one vendor pin on each of `npages` pages from `iova`.
+    pub(crate) fn unpin_pages(&self, iova: u64, npages: usize) {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        let (tracking, shift) = (inner.dirty_tracking, inner.min_pgsize().trailing_zeros());
+        for i in 0..npages as u64 {
+            let Some(at) = i.checked_mul(PAGE_SIZE).and_then(|o| o.checked_add(iova)) else {
+                break;
+            };
+            let Some(m) = inner.mappings.containing(at).and_then(|k| inner.mappings.get_mut(k)) else {
+                break;
+            };
+            m.unpin_vendor_page(at, tracking, shift);
+        }
+    }
+
+    /// Copies `data` to (`write`) or from the memory mapped at `iova` for a vendor driver
+    /// (type1's `vfio_iommu_type1_dma_rw`); writes are dirty while tracking.
+    pub(crate) fn dma_rw(&self, iova: u64, data: &mut [u8], write: bool) -> Result {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        if inner.released {
+            return Err(EINVAL);
+        }
+        if inner.vaddr_invalid_count != 0 {
+            pr_warn!("vfio_dma_rw refused while a vaddr is invalid (VFIO_UPDATE_VADDR)\n");
+            return Err(EBUSY);
+        }
+        let (tracking, shift) = (inner.dirty_tracking, inner.min_pgsize().trailing_zeros());
+        let mut done = 0usize;
+        while done < data.len() {
+            let at = iova.checked_add(done as u64).ok_or(EINVAL)?;
+            let m = inner
+                .mappings
+                .containing(at)
+                .and_then(|k| inner.mappings.get_mut(k))
+                .ok_or(EINVAL)?;
+            if (write && !m.prot.write) || !m.prot.read {
+                return Err(EPERM);
+            }
+            let offset = at - m.range.start;
+            let room = (m.range.last - at).saturating_add(1);
+            let n = usize::try_from(room).unwrap_or(usize::MAX).min(data.len() - done);
+            m.owner.copy(m.vaddr + offset, &mut data[done..done + n], write)?;
+            if write && tracking {
+                let (first, last) = (offset >> shift, (offset + n as u64 - 1) >> shift);
+                if m.dirty.mark(first, last).is_err() {
+                    m.dirty.all_once = true;
+                }
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Remembers a vendor device to notify (`register_device`).
+    pub(crate) fn register_device(&self, dev: &VfioDevice) {
+        self.devices.register(dev)
+    }
+
+    /// Forgets a vendor device (`unregister_device`).
+    pub(crate) fn unregister_device(&self, dev: &VfioDevice) {
+        self.devices.unregister(dev)
+    }
+
     /// What `VFIO_IOMMU_GET_INFO` reports now.
     pub(crate) fn info(&self) -> Result<Info> {
         let inner = self.inner.lock();
         let mut iova_ranges = KVec::with_capacity(inner.iova_list.ranges().len(), GFP_KERNEL)?;
         iova_ranges.extend_from_slice(inner.iova_list.ranges(), GFP_KERNEL)?;
         Ok(Info {
+            min_pgsize: inner.min_pgsize(),
             pgsize_bitmap: inner.domains.pgsize_bitmap(),
             dma_avail: inner.dma_avail,
             iova_ranges,

@@ -13,9 +13,11 @@
 //! memory under the owner's `mmap_lock` (taken inside [`crate::mm`]).
 
 use crate::{
+    dirty::DirtyPages,
     domain::{Domain, Prot},
     iova::IovaRange,
     mm::{self, MmOwner, PAGE_SHIFT, PAGE_SIZE},
+    vendor::VendorPin,
 };
 use kernel::{
     bindings,
@@ -36,8 +38,13 @@ pub(crate) struct DmaMapping {
     pub(crate) prot: Prot,
     /// Whose memory it is and who is charged for it.
     pub(crate) owner: MmOwner,
-    /// Pages charged to the owner's locked memory.
+    /// Pages charged to the owner's locked memory: the distinct, non-reserved pages of the
+    /// mapping we hold pinned, for the IOMMU or for vendor drivers (type1's `locked_vm`).
     locked_pages: u64,
+    /// Pages pinned by vendor drivers, keyed by IOVA.
+    pub(crate) vendor_pins: RBTree<u64, VendorPin>,
+    /// Pages dirtied since the last report, while tracking.
+    pub(crate) dirty: DirtyPages,
     /// Whether the memory is pinned and mapped in the container's domains; false while the
     /// container has no domain.
     pub(crate) iommu_mapped: bool,
@@ -55,6 +62,8 @@ impl DmaMapping {
             prot,
             owner: MmOwner::current()?,
             locked_pages: 0,
+            vendor_pins: RBTree::new(),
+            dirty: DirtyPages::new(),
             iommu_mapped: false,
             vaddr_invalid: false,
         })
@@ -84,13 +93,16 @@ impl DmaMapping {
     /// pinned, mapped or charged.
     pub(crate) fn pin_and_map(&mut self, domains: &[&Domain], batch: &mut PinBatch) -> Result {
         let mut mapped = 0u64;
+        let charged_before = self.locked_pages;
         let r = self.pin_and_map_runs(domains, batch, &mut mapped);
         match r {
             Ok(()) => self.iommu_mapped = true,
             Err(_) => {
                 let domains = domains.iter().copied();
                 unmap_unpin_range(self.range.start, mapped, self.prot.write, domains);
-                self.uncharge();
+                let pages = i64::try_from(self.locked_pages - charged_before).unwrap_or(i64::MAX);
+                let _ = self.owner.account(-pages);
+                self.locked_pages = charged_before;
             }
         }
         r
@@ -126,7 +138,19 @@ impl DmaMapping {
                 Err(e) => break Err(e),
             };
             let pfns = &batch.pfns[..n];
-            let charge = pfns.iter().filter(|&&p| !mm::pfn_is_reserved(p)).count() as i64;
+            // Pages a vendor driver pinned are charged already.
+            let first_iova = self.range.start + (pinned << PAGE_SHIFT);
+            let charge = pfns
+                .iter()
+                .enumerate()
+                .filter(|&(i, &p)| {
+                    !mm::pfn_is_reserved(p)
+                        && self
+                            .vendor_pins
+                            .get(&(first_iova + ((i as u64) << PAGE_SHIFT)))
+                            .is_none()
+                })
+                .count() as i64;
             if let Err(e) = self.owner.account(charge) {
                 unpin_each(pfns);
                 break Err(e);
@@ -184,12 +208,119 @@ impl DmaMapping {
 
     /// Unmaps the mapping from `domains` (all domains of the container, which all map it),
     /// releases its pins and its charge. Cannot fail and does not allocate.
+    ///
+    /// Pages still pinned by vendor drivers stay pinned and charged.
     pub(crate) fn unmap_and_unpin<'a>(&mut self, domains: impl Iterator<Item = &'a Domain>) {
-        if self.iommu_mapped {
-            unmap_unpin_range(self.range.start, self.size(), self.prot.write, domains);
-            self.iommu_mapped = false;
+        if !self.iommu_mapped {
+            return;
         }
+        unmap_unpin_range(self.range.start, self.size(), self.prot.write, domains);
+        self.iommu_mapped = false;
+        let vendor = self.vendor_pins.values().filter(|v| !v.reserved).count() as u64;
+        let pages = i64::try_from(self.locked_pages - vendor).unwrap_or(i64::MAX);
+        let _ = self.owner.account(-pages);
+        self.locked_pages = vendor;
+    }
+
+    /// Takes the mapping down for good: vendor pins left behind by a driver that did not unpin
+    /// are released (with a warning), the IOMMU mappings and pins go, and the charge with them.
+    pub(crate) fn remove<'a>(mut self, domains: impl Iterator<Item = &'a Domain>) {
+        let mut left = 0u64;
+        loop {
+            let Some(iova) = self.vendor_pins.keys().next().copied() else {
+                break;
+            };
+            if let Some(pin) = self.vendor_pins.remove(&iova) {
+                // SAFETY: The vendor pin was taken by `pin_vendor_page` and is released once.
+                unsafe { mm::unpin_pfns(pin.pfn, 1, self.prot.write) };
+                left += 1;
+            }
+        }
+        if left != 0 {
+            pr_warn!(
+                "{} page(s) at IOVA {:#x} were still pinned by a vendor driver; released\n",
+                left,
+                self.range.start
+            );
+        }
+        self.unmap_and_unpin(domains);
         self.uncharge();
+    }
+
+    /// Pins the page at `iova` (page aligned, inside the mapping) for a vendor driver and returns
+    /// its pfn; a page pinned already gets one more reference. The page is charged if the
+    /// mapping is not pinned for the IOMMU (which charged it already).
+    pub(crate) fn pin_vendor_page(&mut self, iova: u64) -> Result<u64> {
+        if let Some(pin) = self.vendor_pins.get_mut(&iova) {
+            pin.refs = pin.refs.checked_add(1).ok_or(EBUSY)?;
+            return Ok(pin.pfn);
+        }
+        let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let mut pages = KVec::with_capacity(1, GFP_KERNEL)?;
+        let mut pfn = [0u64; 1];
+        let vaddr = self.vaddr + (iova - self.range.start);
+        self.owner.pin(vaddr, self.prot.write, &mut pages, &mut pfn)?;
+        let reserved = mm::pfn_is_reserved(pfn[0]);
+        if !self.iommu_mapped && !reserved {
+            if let Err(e) = self.owner.account(1) {
+                // SAFETY: Pinned just above, not handed out.
+                unsafe { mm::unpin_pfns(pfn[0], 1, false) };
+                return Err(e);
+            }
+            self.locked_pages += 1;
+        }
+        let pin = VendorPin {
+            pfn: pfn[0],
+            refs: 1,
+            reserved,
+        };
+        self.vendor_pins.insert(node.into_node(iova, pin));
+        Ok(pfn[0])
+    }
+
+    /// Drops one vendor reference on the page at `iova`; the last one unpins it (and, while
+    /// `tracking`, marks it dirty for the next report: it may have been written while pinned).
+    pub(crate) fn unpin_vendor_page(&mut self, iova: u64, tracking: bool, pgshift: u32) {
+        let Some(pin) = self.vendor_pins.get_mut(&iova) else {
+            return;
+        };
+        pin.refs -= 1;
+        if pin.refs != 0 {
+            return;
+        }
+        let Some(pin) = self.vendor_pins.remove(&iova) else {
+            return;
+        };
+        // SAFETY: The vendor pin was taken by `pin_vendor_page` and this was its last reference.
+        unsafe { mm::unpin_pfns(pin.pfn, 1, self.prot.write) };
+        if !self.iommu_mapped && !pin.reserved {
+            let _ = self.owner.account(-1);
+            self.locked_pages -= 1;
+        }
+        if tracking {
+            let page = (iova - self.range.start) >> pgshift;
+            if self.dirty.mark(page, page).is_err() {
+                // Cannot record it: report everything once rather than lose it.
+                self.dirty.all_once = true;
+            }
+        }
+    }
+
+    /// Calls `f` for the page numbers in `lo..hi` (in `1 << pgshift` units) that are pinned by
+    /// vendor drivers or marked dirty.
+    pub(crate) fn dirty_pages_in(&mut self, lo: u64, hi: u64, pgshift: u32, f: &mut impl FnMut(u64)) {
+        let start = self.range.start;
+        let mut cursor = self.vendor_pins.cursor_lower_bound(&(start + (lo << pgshift)));
+        while let Some(c) = cursor {
+            let (&iova, _) = c.current();
+            let p = (iova - start) >> pgshift;
+            if p >= hi {
+                break;
+            }
+            f(p);
+            cursor = c.move_next();
+        }
+        self.dirty.for_each_in(lo, hi, f);
     }
 
     /// Maps the pinned mapping into the new domain `to`, copying the translations of `from`.

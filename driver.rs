@@ -19,7 +19,9 @@
 //!   anything, including the `release` that follows the detach of the container's last group.
 
 use crate::bindings;
+use crate::domain::Prot;
 use crate::group::{GroupType, IommuGroup};
+use crate::vendor::VfioDevice;
 use core::ptr;
 use kernel::ffi;
 use kernel::{
@@ -58,6 +60,27 @@ pub(crate) trait IommuDriver: Send + Sync + Sized + 'static {
 
     /// Detaches `group`, which was attached before, from the container. Must not fail.
     fn detach_group(container: &Self, group: &IommuGroup);
+
+    /// Pins `pages.len()` pages from `iova` for a vendor driver of `group`; returns how many.
+    fn pin_pages(
+        container: &Self,
+        group: &IommuGroup,
+        iova: u64,
+        prot: Prot,
+        pages: &mut [*mut bindings::page],
+    ) -> Result<usize>;
+
+    /// Releases `npages` vendor pins from `iova`.
+    fn unpin_pages(container: &Self, iova: u64, npages: usize);
+
+    /// A vendor device was opened in the container.
+    fn register_device(container: &Self, dev: &VfioDevice);
+
+    /// A vendor device was closed.
+    fn unregister_device(container: &Self, dev: &VfioDevice);
+
+    /// Copies between `data` and the memory mapped at `iova`, for a vendor driver.
+    fn dma_rw(container: &Self, iova: u64, data: &mut [u8], write: bool) -> Result;
 }
 
 /// The `extern "C"` trampolines of a [`IommuDriver`].
@@ -155,6 +178,108 @@ impl<T: IommuDriver> Adapter<T> {
         T::detach_group(&container, group);
     }
 
+    /// # Safety
+    ///
+    /// Only called by the VFIO core (`vfio_pin_pages()`) with a live container, a group in it,
+    /// `1 <= npage <= VFIO_PIN_PAGES_MAX_ENTRIES` and `pages` an array of `npage` entries.
+    unsafe extern "C" fn pin_pages_callback(
+        iommu_data: *mut ffi::c_void,
+        group: *mut bindings::iommu_group,
+        user_iova: bindings::dma_addr_t,
+        npage: ffi::c_int,
+        prot: ffi::c_int,
+        pages: *mut *mut bindings::page,
+    ) -> ffi::c_int {
+        from_result(|| {
+            let n = usize::try_from(npage).map_err(|_| EINVAL)?;
+            if pages.is_null() || n == 0 {
+                return Err(EINVAL);
+            }
+            let known = (bindings::IOMMU_READ | bindings::IOMMU_WRITE) as ffi::c_int;
+            if prot & !known != 0 {
+                return Err(EINVAL);
+            }
+            let prot = Prot {
+                read: prot & bindings::IOMMU_READ as ffi::c_int != 0,
+                write: prot & bindings::IOMMU_WRITE as ffi::c_int != 0,
+            };
+            // SAFETY: `iommu_data` is a live container (function safety contract).
+            let container = unsafe { Self::container(iommu_data) };
+            // SAFETY: The core holds a reference on `group` for the duration of the call.
+            let group = unsafe { IommuGroup::from_raw(group) };
+            // SAFETY: `pages` has `npage` entries, owned by the caller for the call.
+            let pages = unsafe { core::slice::from_raw_parts_mut(pages, n) };
+            let done = T::pin_pages(&container, group, user_iova, prot, pages)?;
+            ffi::c_int::try_from(done).map_err(|_| EINVAL)
+        })
+    }
+
+    /// # Safety
+    ///
+    /// Only called by the VFIO core (`vfio_unpin_pages()`) with a live container.
+    unsafe extern "C" fn unpin_pages_callback(
+        iommu_data: *mut ffi::c_void,
+        user_iova: bindings::dma_addr_t,
+        npage: ffi::c_int,
+    ) {
+        let Ok(n) = usize::try_from(npage) else {
+            return;
+        };
+        // SAFETY: `iommu_data` is a live container (function safety contract).
+        let container = unsafe { Self::container(iommu_data) };
+        T::unpin_pages(&container, user_iova, n);
+    }
+
+    /// # Safety
+    ///
+    /// Only called by the VFIO core with a live container and a device it holds open.
+    unsafe extern "C" fn register_device_callback(
+        iommu_data: *mut ffi::c_void,
+        vdev: *mut bindings::vfio_device,
+    ) {
+        // SAFETY: `iommu_data` is a live container (function safety contract).
+        let container = unsafe { Self::container(iommu_data) };
+        // SAFETY: The device stays live until `unregister_device_callback` (core contract).
+        T::register_device(&container, unsafe { VfioDevice::from_raw(vdev) });
+    }
+
+    /// # Safety
+    ///
+    /// Only called by the VFIO core with a live container and a device registered before.
+    unsafe extern "C" fn unregister_device_callback(
+        iommu_data: *mut ffi::c_void,
+        vdev: *mut bindings::vfio_device,
+    ) {
+        // SAFETY: `iommu_data` is a live container (function safety contract).
+        let container = unsafe { Self::container(iommu_data) };
+        // SAFETY: The device is live for the call.
+        T::unregister_device(&container, unsafe { VfioDevice::from_raw(vdev) });
+    }
+
+    /// # Safety
+    ///
+    /// Only called by the VFIO core (`vfio_dma_rw()`) with a live container and `data` valid for
+    /// `count` bytes (`count > 0`).
+    unsafe extern "C" fn dma_rw_callback(
+        iommu_data: *mut ffi::c_void,
+        user_iova: bindings::dma_addr_t,
+        data: *mut ffi::c_void,
+        count: usize,
+        write: bool,
+    ) -> ffi::c_int {
+        from_result(|| {
+            if data.is_null() || count == 0 {
+                return Err(EINVAL);
+            }
+            // SAFETY: `iommu_data` is a live container (function safety contract).
+            let container = unsafe { Self::container(iommu_data) };
+            // SAFETY: `data` is valid for `count` bytes for the call (function safety contract).
+            let data = unsafe { core::slice::from_raw_parts_mut(data.cast::<u8>(), count) };
+            T::dma_rw(&container, user_iova, data, write)?;
+            Ok(0)
+        })
+    }
+
     /// The ops table handed to the VFIO core.
     fn ops(module: &'static ThisModule) -> bindings::vfio_iommu_driver_ops {
         bindings::vfio_iommu_driver_ops {
@@ -165,11 +290,11 @@ impl<T: IommuDriver> Adapter<T> {
             ioctl: Some(Self::ioctl_callback),
             attach_group: Some(Self::attach_group_callback),
             detach_group: Some(Self::detach_group_callback),
-            pin_pages: None,
-            unpin_pages: None,
-            register_device: None,
-            unregister_device: None,
-            dma_rw: None,
+            pin_pages: Some(Self::pin_pages_callback),
+            unpin_pages: Some(Self::unpin_pages_callback),
+            register_device: Some(Self::register_device_callback),
+            unregister_device: Some(Self::unregister_device_callback),
+            dma_rw: Some(Self::dma_rw_callback),
             group_iommu_domain: None,
         }
     }

@@ -13,9 +13,12 @@
 use crate::{
     bindings,
     container::{Container, Info, MapRequest, UnmapRequest, Version},
+    dirty::{self, UserBitmap},
     domain::Prot,
     driver::IommuDriver,
     group::{GroupType, IommuGroup},
+    iova::IovaRange,
+    vendor::VfioDevice,
 };
 use core::mem::size_of;
 use kernel::{
@@ -62,6 +65,7 @@ impl IommuDriver for Container {
             bindings::VFIO_IOMMU_GET_INFO => get_info(container, arg),
             bindings::VFIO_IOMMU_MAP_DMA => map_dma(container, arg),
             bindings::VFIO_IOMMU_UNMAP_DMA => unmap_dma(container, arg),
+            bindings::VFIO_IOMMU_DIRTY_PAGES => dirty_pages(container, arg),
             _ => Err(ENOTTY),
         }
         .map(|()| 0)
@@ -73,6 +77,32 @@ impl IommuDriver for Container {
 
     fn detach_group(container: &Self, group: &IommuGroup) {
         container.detach_group(group)
+    }
+
+    fn pin_pages(
+        container: &Self,
+        group: &IommuGroup,
+        iova: u64,
+        prot: Prot,
+        pages: &mut [*mut bindings::page],
+    ) -> Result<usize> {
+        container.pin_pages(group, iova, prot, pages)
+    }
+
+    fn unpin_pages(container: &Self, iova: u64, npages: usize) {
+        container.unpin_pages(iova, npages)
+    }
+
+    fn register_device(container: &Self, dev: &VfioDevice) {
+        container.register_device(dev)
+    }
+
+    fn unregister_device(container: &Self, dev: &VfioDevice) {
+        container.unregister_device(dev)
+    }
+
+    fn dma_rw(container: &Self, iova: u64, data: &mut [u8], write: bool) -> Result {
+        container.dma_rw(iova, data, write)
     }
 }
 
@@ -120,22 +150,75 @@ fn unmap_dma(container: &Container, arg: UserPtr) -> Result {
     if dirty_bitmap && (all || vaddr) {
         return Err(EINVAL);
     }
-    if dirty_bitmap {
-        // The bitmap must be present; it is validated and used by dirty tracking, which cannot
-        // be started yet (the container refuses the flag below as type1 does without tracking).
+    let bitmap = if dirty_bitmap {
         if (unmap.argsz as usize) < minsz + size_of::<bindings::vfio_bitmap>() {
             return Err(EINVAL);
         }
-    }
-    let size = container.unmap(&UnmapRequest {
-        iova: unmap.iova,
-        size: unmap.size,
-        all,
-        vaddr,
-        dirty_bitmap,
-    })?;
+        let at = arg.checked_add(minsz).ok_or(EFAULT)?;
+        let b: bindings::vfio_bitmap =
+            UserSlice::new(at, size_of::<bindings::vfio_bitmap>()).reader().read()?;
+        let bitmap = UserBitmap {
+            pgsize: b.pgsize,
+            size: b.size,
+            data: b.data as u64,
+        };
+        bitmap.validate(unmap.size)?;
+        Some(bitmap)
+    } else {
+        None
+    };
+    let size = container.unmap(
+        &UnmapRequest {
+            iova: unmap.iova,
+            size: unmap.size,
+            all,
+            vaddr,
+        },
+        bitmap.as_ref(),
+    )?;
     unmap.size = size;
     writer.write(&unmap)
+}
+
+/// `VFIO_IOMMU_DIRTY_PAGES` (v2 containers only): exactly one of START, STOP, GET_BITMAP.
+fn dirty_pages(container: &Container, arg: UserPtr) -> Result {
+    if container.version != Version::V2 {
+        return Err(EACCES);
+    }
+    let minsz = size_of::<bindings::vfio_iommu_type1_dirty_bitmap>();
+    let dirty: bindings::vfio_iommu_type1_dirty_bitmap =
+        UserSlice::new(arg, minsz).reader().read()?;
+    let mask = bindings::VFIO_IOMMU_DIRTY_PAGES_FLAG_START
+        | bindings::VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP
+        | bindings::VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP;
+    if (dirty.argsz as usize) < minsz || dirty.flags & !mask != 0 || dirty.flags.count_ones() != 1 {
+        return Err(EINVAL);
+    }
+    match dirty.flags {
+        bindings::VFIO_IOMMU_DIRTY_PAGES_FLAG_START => container.set_dirty_tracking(true),
+        bindings::VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP => container.set_dirty_tracking(false),
+        _ => {
+            let getsz = size_of::<bindings::vfio_iommu_type1_dirty_bitmap_get>();
+            if (dirty.argsz as usize) - minsz < getsz {
+                return Err(EINVAL);
+            }
+            let at = arg.checked_add(minsz).ok_or(EFAULT)?;
+            let get: bindings::vfio_iommu_type1_dirty_bitmap_get =
+                UserSlice::new(at, getsz).reader().read()?;
+            let bitmap = UserBitmap {
+                pgsize: get.bitmap.pgsize,
+                size: get.bitmap.size,
+                data: get.bitmap.data as u64,
+            };
+            // A range that wraps is EOVERFLOW (see status.rst); one may end at 2^64.
+            if get.size != 0 {
+                IovaRange::from_start_size(get.iova, get.size)?;
+            }
+            bitmap.validate(get.size)?;
+            let range = IovaRange::from_start_size(get.iova, get.size)?;
+            container.dirty_bitmap(&range, &bitmap)
+        }
+    }
 }
 
 /// Size of `struct vfio_iommu_type1_info` and the offset of its first capability.
@@ -180,9 +263,17 @@ fn get_info(container: &Container, arg: UserPtr) -> Result {
 }
 
 /// The capability chain of `VFIO_IOMMU_GET_INFO`, laid out as it will be at offset
-/// [`INFO_SIZE`]: `DMA_AVAIL`, then `IOVA_RANGE` unless the container has no IOMMU domain.
+/// [`INFO_SIZE`], in type1's order: `MIGRATION` (dirty tracking: smallest page size only, 256 MiB
+/// bitmaps; reported for v1 containers too, as type1 does), `DMA_AVAIL`, then `IOVA_RANGE` unless
+/// the container has no IOMMU domain.
 fn build_caps(info: &Info) -> Result<KVec<u8>> {
     let mut caps = CapChain::new();
+    let mut migration = KVec::new();
+    migration.extend_from_slice(&0u32.to_ne_bytes(), GFP_KERNEL)?; // flags
+    migration.extend_from_slice(&0u32.to_ne_bytes(), GFP_KERNEL)?; // padding
+    migration.extend_from_slice(&info.min_pgsize.to_ne_bytes(), GFP_KERNEL)?;
+    migration.extend_from_slice(&dirty::MAX_BITMAP_BYTES.to_ne_bytes(), GFP_KERNEL)?;
+    caps.add(bindings::VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, &migration)?;
     let mut avail = KVec::new();
     avail.extend_from_slice(&info.dma_avail.to_ne_bytes(), GFP_KERNEL)?;
     caps.add(bindings::VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, &avail)?;

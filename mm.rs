@@ -149,7 +149,7 @@ impl Drop for MmOwner {
 pub(crate) fn pfn_is_reserved(pfn: u64) -> bool {
     // SAFETY: Only called for pfns of pages we hold pinned (see the callers), whose `struct page`
     // is therefore valid.
-    unsafe { bindings::vir_page_is_reserved(bindings::vir_pfn_to_page(pfn as _)) }
+    unsafe { bindings::vir_page_is_reserved(pfn_to_page(pfn)) }
 }
 
 /// Releases the pins of `npages` physically contiguous pages from `pfn`, marking them dirty if a
@@ -174,4 +174,36 @@ pub(crate) fn cond_resched() {
 pub(crate) fn fatal_signal_pending() -> bool {
     // SAFETY: Reads the current task's signal state.
     unsafe { bindings::vir_fatal_signal_pending() }
+}
+
+impl MmOwner {
+    /// Copies `data` to (`write`) or from the owner's memory at `vaddr`, as type1's `dma_rw`:
+    /// from a kernel thread by borrowing the address space, from a task only if it is the owner
+    /// (`EFAULT` otherwise); `EPERM` if the owner's address space has exited.
+    pub(crate) fn copy(&self, vaddr: u64, data: &mut [u8], write: bool) -> Result {
+        // SAFETY: `mm` is valid (type invariant); `data` is valid for `data.len()` bytes; the
+        // helper takes its own user reference on `mm`.
+        let ret = unsafe {
+            bindings::vir_mm_copy(
+                self.mm.as_ptr(),
+                vaddr as _,
+                data.as_mut_ptr().cast(),
+                data.len(),
+                write,
+            )
+        };
+        kernel::error::to_result(ret)
+    }
+}
+
+/// The `struct page` of `pfn`, for handing pinned pages to a vendor driver.
+pub(crate) fn pfn_to_page(pfn: u64) -> *mut bindings::page {
+    // SAFETY: Pure address arithmetic on the memory map (`pfn_to_page`).
+    unsafe { bindings::vir_pfn_to_page(pfn as _) }
+}
+
+/// Whether `size` bytes from `ptr` could be user memory (`access_ok`).
+pub(crate) fn user_range_ok(ptr: u64, size: u64) -> bool {
+    // SAFETY: Only compares the range against the user address space limit.
+    unsafe { bindings::vir_user_range_ok(ptr, size) }
 }

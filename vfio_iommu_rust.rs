@@ -10,6 +10,7 @@
 
 mod bindings;
 mod container;
+mod dirty;
 mod dma;
 mod domain;
 mod driver;
@@ -18,6 +19,7 @@ mod ioctl;
 mod iova;
 mod mm;
 mod params;
+mod vendor;
 
 use kernel::prelude::*;
 

@@ -5,10 +5,13 @@
 #include <linux/capability.h>
 #include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/kthread.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/sched/task.h>
 #include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/vfio.h>
 
 #include "helpers.h"
 
@@ -191,4 +194,42 @@ void vir_cond_resched(void)
 bool vir_fatal_signal_pending(void)
 {
 	return fatal_signal_pending(current);
+}
+
+/* type1's vfio_iommu_type1_dma_rw_chunk(), minus the lookup: 0, -EPERM or -EFAULT. */
+int vir_mm_copy(struct mm_struct *mm, unsigned long vaddr, void *data, size_t count, bool write)
+{
+	bool kthread = current->mm == NULL;
+	unsigned long left = count;
+
+	if (!mmget_not_zero(mm))
+		return -EPERM;
+	if (kthread)
+		kthread_use_mm(mm);
+	else if (current->mm != mm)
+		goto out;
+	if (write)
+		left = copy_to_user((void __user *)vaddr, data, count);
+	else
+		left = copy_from_user(data, (void __user *)vaddr, count);
+	if (kthread)
+		kthread_unuse_mm(mm);
+out:
+	mmput(mm);
+	return left ? -EFAULT : 0;
+}
+
+bool vir_user_range_ok(u64 ptr, u64 size)
+{
+	return access_ok((void __user *)(unsigned long)ptr, size);
+}
+
+bool vir_device_has_dma_unmap(struct vfio_device *vdev)
+{
+	return vdev->ops->dma_unmap != NULL;
+}
+
+void vir_device_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length)
+{
+	vdev->ops->dma_unmap(vdev, iova, length);
 }

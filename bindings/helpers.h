@@ -55,6 +55,16 @@ struct page *vir_pfn_to_page(unsigned long pfn);
 bool vir_page_is_reserved(struct page *page);
 void vir_unpin_pfn_range(unsigned long pfn, unsigned long npages, bool dirty);
 
+/* Copies between a kernel buffer and @mm's memory at @vaddr (type1's dma_rw chunk). */
+int vir_mm_copy(struct mm_struct *mm, unsigned long vaddr, void *data, size_t count, bool write);
+/* access_ok(): whether a user range could be valid at all. */
+bool vir_user_range_ok(u64 ptr, u64 size);
+
+/* Devices of vendor (mdev) drivers. */
+struct vfio_device;
+bool vir_device_has_dma_unmap(struct vfio_device *vdev);
+void vir_device_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length);
+
 /* Scheduling. */
 void vir_cond_resched(void);
 bool vir_fatal_signal_pending(void);

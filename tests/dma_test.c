@@ -443,17 +443,15 @@ TEST_F(dma, get_info)
 	EXPECT_EQ(0xfef00000ULL, ranges->iova_ranges[1].start);
 	EXPECT_EQ((1ULL << 48) - 1, ranges->iova_ranges[1].end);
 
+	/* Dirty tracking: first in the chain, even for v1 containers (as type1). */
 	mig = (void *)find_cap(buf, needed, VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, &idx);
-	if (self->backend == BACKEND_TYPE1) {
-		/* type1 reports it first, even for v1 containers. */
-		ASSERT_NE(NULL, mig);
-		EXPECT_EQ(0, idx);
-		EXPECT_EQ(PAGE, mig->pgsize_bitmap);
-		EXPECT_EQ(256ULL << 20, mig->max_dirty_bitmap_size);
-	} else {
-		/* Not implemented yet: no dirty tracking, no capability (status.rst). */
-		EXPECT_EQ(NULL, mig);
-	}
+	ASSERT_NE(NULL, mig);
+	EXPECT_EQ(0, idx);
+	EXPECT_EQ(1, mig->header.version);
+	EXPECT_EQ(0, mig->flags);
+	EXPECT_EQ(PAGE, mig->pgsize_bitmap);
+	EXPECT_EQ(256ULL << 20, mig->max_dirty_bitmap_size);
+	RECORD("get_info", "%s.argsz %u", variant->name, needed);
 
 	/* Each mapping uses one DMA_AVAIL slot. */
 	ASSERT_EQ(0, dma_map(self->container, IOVA, B(0), PAGE, RW));
