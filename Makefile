@@ -39,5 +39,6 @@ demo: setup
 	@bash scripts/demo.sh $(KDIR)
 
 clean:
-	@k=$(kdir) && $(MAKE) -s -C "$$k" M=$(CURDIR) clean
+	@k=$(kdir) && $(MAKE) -s -C "$$k" M=$(CURDIR) clean && \
+	$(MAKE) -s -C "$$k" M=$(CURDIR)/tests/mdev clean
 	rm -rf out

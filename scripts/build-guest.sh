@@ -29,6 +29,10 @@ if [ -f "$VIR_ROOT/tests/demo.c" ]; then
 		die "building the demo failed"
 fi
 
+stage "guest: building the test vendor driver (tests/mdev)"
+run_logged "$VIR_LOGDIR/build-vir_mdev.log" make -C "$kdir" M="$VIR_ROOT/tests/mdev" modules ||
+	die "building tests/mdev/vir_mdev.ko failed"
+
 stage "guest: building initramfs"
 root=$out/root
 rm -rf "$root"
@@ -41,6 +45,6 @@ cp "$out"/tests/* "$root/tests/"
 cp -a "$modroot" "$root/lib/modules/"
 rm -f "$root/lib/modules/$release"/{build,source}
 mkdir -p "$root/lib/modules/$release/extra"
-cp "$ko" "$root/lib/modules/$release/extra/"
+cp "$ko" "$VIR_ROOT/tests/mdev/vir_mdev.ko" "$root/lib/modules/$release/extra/"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out/initramfs.cpio.gz"
 info "guest: $(du -h "$out/initramfs.cpio.gz" | cut -f1) initramfs, $(ls "$out/tests" | wc -l) test binaries"

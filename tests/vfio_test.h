@@ -239,4 +239,54 @@ static inline void *alloc_pages(size_t pages)
  */
 #define RECORD(name, fmt, ...) dprintf(1, "# RECORD %s " fmt "\n", name, ##__VA_ARGS__)
 
+/* VFIO_IOMMU_DIRTY_PAGES with one flag; returns 0 or the errno. */
+static inline int dirty_pages(int fd, __u32 flag)
+{
+	struct vfio_iommu_type1_dirty_bitmap db = { .argsz = sizeof(db), .flags = flag };
+
+	return vfio_errno(ioctl(fd, VFIO_IOMMU_DIRTY_PAGES, &db));
+}
+
+/* VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP of [iova, iova + size) into @bits (@bytes long). */
+static inline int dirty_bitmap(int fd, __u64 iova, __u64 size, __u64 pgsize, __u64 *bits,
+			       __u64 bytes)
+{
+	struct {
+		struct vfio_iommu_type1_dirty_bitmap db;
+		struct vfio_iommu_type1_dirty_bitmap_get get;
+	} req = {
+		.db = { .argsz = sizeof(req), .flags = VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP },
+		.get = {
+			.iova = iova,
+			.size = size,
+			.bitmap = { .pgsize = pgsize, .size = bytes, .data = bits },
+		},
+	};
+
+	return vfio_errno(ioctl(fd, VFIO_IOMMU_DIRTY_PAGES, &req));
+}
+
+/* VFIO_IOMMU_UNMAP_DMA with VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP. */
+static inline int dma_unmap_bitmap(int fd, __u64 iova, __u64 size, __u64 pgsize, __u64 *bits,
+				   __u64 bytes, __u64 *size_out)
+{
+	struct {
+		struct vfio_iommu_type1_dma_unmap unmap;
+		struct vfio_bitmap bitmap;
+	} req = {
+		.unmap = {
+			.argsz = sizeof(req),
+			.flags = VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP,
+			.iova = iova,
+			.size = size,
+		},
+		.bitmap = { .pgsize = pgsize, .size = bytes, .data = bits },
+	};
+	int err = vfio_errno(ioctl(fd, VFIO_IOMMU_UNMAP_DMA, &req));
+
+	if (size_out)
+		*size_out = req.unmap.size;
+	return err;
+}
+
 #endif /* VFIO_TEST_H */

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Interface of the vir_mdev test vendor driver (tests/mdev/vir_mdev.c): ioctls on its VFIO device
+ * fd that make the driver pin pages through the container (and write to them as a device would),
+ * unpin them, and read or write guest memory with vfio_dma_rw().
+ */
+#ifndef VIR_MDEV_H
+#define VIR_MDEV_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+struct vir_mdev_cmd {
+	__u64 iova;	/* first IOVA */
+	__u64 count;	/* pages (PIN, UNPIN) or bytes (READ, WRITE) */
+	__u64 buf;	/* user buffer (READ, WRITE) */
+	__u32 flags;	/* VIR_MDEV_FLAG_* */
+	__u32 value;	/* PIN with WRITE: the byte written to every pinned page; MISBEHAVE: 0 or 1 */
+	__u64 out;	/* STATS: dma_unmap notifications received; PIN: pages now held */
+};
+
+#define VIR_MDEV_FLAG_WRITE	(1 << 0)	/* PIN: pin for write and fill the pages */
+
+/* Pin @count pages from @iova with vfio_pin_pages() (one call per 512 pages) and keep them. */
+#define VIR_MDEV_PIN		_IOWR('V', 0x40, struct vir_mdev_cmd)
+/* Unpin what one PIN of exactly @iova/@count pinned. */
+#define VIR_MDEV_UNPIN		_IOWR('V', 0x41, struct vir_mdev_cmd)
+/* vfio_dma_rw() @count bytes from @buf to @iova. */
+#define VIR_MDEV_WRITE		_IOWR('V', 0x42, struct vir_mdev_cmd)
+/* vfio_dma_rw() @count bytes from @iova to @buf. */
+#define VIR_MDEV_READ		_IOWR('V', 0x43, struct vir_mdev_cmd)
+/*
+ * @value 0: honour dma_unmap notifications; 1: ignore them (keep the pins); 2: ignore them and also
+ * walk away from the pins when the device is closed, never unpinning them.
+ */
+#define VIR_MDEV_MISBEHAVE	_IOWR('V', 0x44, struct vir_mdev_cmd)
+/* @out: dma_unmap notifications so far; @count: pages held. */
+#define VIR_MDEV_STATS		_IOWR('V', 0x45, struct vir_mdev_cmd)
+
+#endif /* VIR_MDEV_H */
