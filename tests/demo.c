@@ -2,11 +2,67 @@
 /*
  * The guest program of `make demo`: opens a type1 container the way QEMU does, puts the first edu
  * device's group in it, selects VFIO_TYPE1v2_IOMMU, shows which backend serves it, and has the
- * device copy memory through an IOMMU mapping made by that backend.
+ * device copy memory through an IOMMU mapping made by that backend. Then dirty page tracking: a
+ * vendor (mdev) device pins and writes pages and writes with vfio_dma_rw(), and the container's
+ * dirty bitmap shows exactly those pages.
  */
 #include "edu.h"
+#include "mdev/vir_mdev.h"
 
 #define DEMO(fmt, ...) printf("DEMO: " fmt "\n", ##__VA_ARGS__)
+
+static int vmdev(int dev, unsigned long op, __u64 iova, __u64 count, __u32 flags, void *buf)
+{
+	struct vir_mdev_cmd cmd = { .iova = iova, .count = count, .flags = flags, .value = 0x42,
+				    .buf = (uintptr_t)buf };
+
+	return ioctl(dev, op, &cmd) ? errno : 0;
+}
+
+/* A container over the vir_mdev device: the vendor driver dirties pages, the bitmap shows them. */
+static int dirty_demo(void)
+{
+	const unsigned long long iova = 0x10000000;
+	const char *uuid = env_str("VFIO_TEST_VMDEV");
+	__u64 bits[1] = { 0 };
+	char map[65], msg[] = "written by the device with vfio_dma_rw()";
+	struct backend_refs before = backend_refs(), after;
+	unsigned char *buf = alloc_pages(64);
+	int container, group, dev, err, i;
+
+	err = open_container(env_int("VFIO_TEST_VMDEV_GROUP"), VFIO_TYPE1v2_IOMMU, &container,
+			     &group);
+	after = backend_refs();
+	if (err || !buf)
+		return DEMO("mdev container: %s", strerror(err)), 1;
+	DEMO("vir_mdev device %s: container served by %s", uuid,
+	     after.rust == before.rust + 1 ? RUST_MODULE : "?");
+	dev = ioctl(group, VFIO_GROUP_GET_DEVICE_FD, uuid);
+	if (dev < 0 || dma_map(container, iova, (uintptr_t)buf, 64 * PAGE, RW))
+		return DEMO("mdev device or map failed: %s", strerror(errno)), 1;
+	err = dirty_pages(container, VFIO_IOMMU_DIRTY_PAGES_FLAG_START);
+	DEMO("VFIO_IOMMU_DIRTY_PAGES START over 64 mapped pages: %s", err ? strerror(err) : "ok");
+	/* The device pins pages 1, 5-6 and 33 for write and writes them; dma_rw into page 12. */
+	err = vmdev(dev, VIR_MDEV_PIN, iova + 1 * PAGE, 1, VIR_MDEV_FLAG_WRITE, NULL) ||
+	      vmdev(dev, VIR_MDEV_PIN, iova + 5 * PAGE, 2, VIR_MDEV_FLAG_WRITE, NULL) ||
+	      vmdev(dev, VIR_MDEV_PIN, iova + 33 * PAGE, 1, VIR_MDEV_FLAG_WRITE, NULL) ||
+	      vmdev(dev, VIR_MDEV_WRITE, iova + 12 * PAGE + 64, sizeof(msg), 0, msg);
+	DEMO("device pinned pages 1, 5, 6, 33 and wrote 0x42 into them; dma_rw wrote page 12: %s",
+	     err ? "FAILED" : "ok");
+	DEMO("page 5 now starts with 0x%02x, page 12 reads \"%s\"", buf[5 * PAGE],
+	     (char *)buf + 12 * PAGE + 64);
+	err = dirty_bitmap(container, iova, 64 * PAGE, PAGE, bits, sizeof(bits));
+	for (i = 0; i < 64; i++)
+		map[i] = bits[0] & (1ULL << i) ? '#' : '.';
+	map[64] = 0;
+	DEMO("VFIO_IOMMU_DIRTY_PAGES GET_BITMAP: %s, bitmap 0x%016llx", err ? strerror(err) : "ok",
+	     (unsigned long long)bits[0]);
+	DEMO("dirty page map (page 0 left): %s", map);
+	close(dev);
+	close(group);
+	close(container);
+	return err;
+}
 
 int main(void)
 {
@@ -73,5 +129,5 @@ int main(void)
 	close(container);
 	after = backend_refs();
 	DEMO("closed: %s references back to %ld", RUST_MODULE, after.rust);
-	return 0;
+	return dirty_demo();
 }
