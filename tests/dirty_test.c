@@ -404,6 +404,28 @@ TEST_F(dirty, bit_shift_fuzz)
 	EXPECT_EQ(self->pins_before, pins_outstanding());
 }
 
+/* The worked example of Documentation/dirty-tracking.rst, exactly. */
+TEST_F(dirty, worked_example)
+{
+	unsigned char data[200] = { 1 };
+	__u64 bits[2] = { 0 };
+
+	ASSERT_EQ(0, dma_map(self->container, IOVA, B(0), 3 * PAGE, RW));
+	ASSERT_EQ(0, dma_map(self->container, IOVA + 3 * PAGE, B(3), 80 * PAGE, RW));
+	ASSERT_EQ(0, dirty_pages(self->container, VFIO_IOMMU_DIRTY_PAGES_FLAG_START));
+	ASSERT_EQ(0, vmdev(self->dev, VIR_MDEV_PIN, IOVA + PAGE, 1, VIR_MDEV_FLAG_WRITE, 3, NULL,
+			   NULL));
+	ASSERT_EQ(0, vmdev(self->dev, VIR_MDEV_WRITE, 0x10043f9cULL, sizeof(data), 0, 0, data,
+			   NULL));
+	ASSERT_EQ(0, dirty_bitmap(self->container, IOVA, 0x60000, PAGE, bits, sizeof(bits)));
+	EXPECT_EQ(0x2ULL, bits[0]);
+	EXPECT_EQ(0x18ULL, bits[1]);
+	memset(bits, 0, sizeof(bits));
+	ASSERT_EQ(0, dirty_bitmap(self->container, IOVA, 0x60000, PAGE, bits, sizeof(bits)));
+	EXPECT_EQ(0x2ULL, bits[0]);
+	EXPECT_EQ(0x0ULL, bits[1]);
+}
+
 /* With an IOMMU group (edu, vfio-pci) in the container every mapped page is dirty. */
 TEST_F(dirty, iommu_group_scope)
 {
