@@ -19,18 +19,13 @@ FIXTURE(device) {
 
 FIXTURE_SETUP(device)
 {
-	struct backend_refs before = backend_refs(), after;
+	struct backend_refs before = backend_refs();
 
 	self->backend = vfio_backend();
 	self->pins_before = pins_outstanding();
 	ASSERT_EQ(0, open_container(env_int("VFIO_TEST_GROUP"), VFIO_TYPE1v2_IOMMU,
 				    &self->container, &self->group));
-	after = backend_refs();
-	if (self->backend == BACKEND_RUST) {
-		ASSERT_EQ(before.rust + 1, after.rust);
-	} else {
-		ASSERT_EQ(before.type1 + 1, after.type1);
-	}
+	ASSERT_SERVED_SINCE(before);
 	ASSERT_EQ(0, edu_open(self->group, env_str("VFIO_TEST_BDF"), &self->edu));
 }
 
@@ -251,20 +246,6 @@ static unsigned long long leaf_size(const char *bdf, unsigned long long iova)
 	return found;
 }
 
-static int set_param(const char *module, const char *param, const char *value)
-{
-	char path[128];
-	int fd, ok;
-
-	snprintf(path, sizeof(path), "/sys/module/%s/parameters/%s", module, param);
-	fd = open(path, O_WRONLY);
-	if (fd < 0)
-		return errno;
-	ok = write(fd, value, strlen(value)) == (ssize_t)strlen(value);
-	close(fd);
-	return ok ? 0 : EIO;
-}
-
 /* 2 MiB hugetlb pages at a 2 MiB aligned IOVA end up as 2 MiB IOMMU pages; 4K memory as 4K. */
 TEST_F(device, hugetlb_large_iopte)
 {
@@ -298,9 +279,9 @@ TEST_F(device, hugetlb_large_iopte)
 	EXPECT_EQ(0, leaf_size(bdf, iova));
 
 	/* disable_hugepages (a parameter of both backends): 4K IOMMU pages only. */
-	ASSERT_EQ(0, set_param(backend_module(self->backend), "disable_hugepages", "1"));
+	ASSERT_EQ(0, write_module_param(backend_module(self->backend), "disable_hugepages", "1"));
 	EXPECT_EQ(0, dma_map(self->container, iova, (uintptr_t)huge, 4 << 20, RW));
-	EXPECT_EQ(0, set_param(backend_module(self->backend), "disable_hugepages", "0"));
+	EXPECT_EQ(0, write_module_param(backend_module(self->backend), "disable_hugepages", "0"));
 	EXPECT_EQ(4096, leaf_size(bdf, iova));
 	EXPECT_EQ(4096, leaf_size(bdf, iova + (4 << 20) - PAGE));
 	ASSERT_EQ(0, dma_unmap(self->container, iova, 4 << 20, 0, &size));

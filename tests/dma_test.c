@@ -37,18 +37,13 @@ FIXTURE_VARIANT_ADD(dma, v2) {
 
 FIXTURE_SETUP(dma)
 {
-	struct backend_refs before = backend_refs(), after;
+	struct backend_refs before = backend_refs();
 
 	self->backend = vfio_backend();
 	self->pins_before = pins_outstanding();
 	ASSERT_EQ(0, open_container(env_int("VFIO_TEST_GROUP"), variant->magic,
 				     &self->container, &self->group));
-	after = backend_refs();
-	if (self->backend == BACKEND_RUST) {
-		ASSERT_EQ(before.rust + 1, after.rust);
-	} else {
-		ASSERT_EQ(before.type1 + 1, after.type1);
-	}
+	ASSERT_SERVED_SINCE(before);
 	self->buf = alloc_pages(NPAGES);
 	ASSERT_NE(NULL, self->buf);
 	self->ro = mmap(NULL, 4 * PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -215,21 +210,10 @@ TEST_F(dma, unmap_errors)
 TEST_F(dma, unmap_bitmap_without_tracking)
 {
 	__u64 bits[1] = { 0 };
-	struct {
-		struct vfio_iommu_type1_dma_unmap unmap;
-		struct vfio_bitmap bitmap;
-	} req = {
-		.unmap = {
-			.argsz = sizeof(req),
-			.flags = VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP,
-			.iova = IOVA,
-			.size = 4 * PAGE,
-		},
-		.bitmap = { .pgsize = PAGE, .size = sizeof(bits), .data = bits },
-	};
 
 	ASSERT_EQ(0, dma_map(self->container, IOVA, B(0), 4 * PAGE, RW));
-	EXPECT_EQ(EINVAL, vfio_errno(ioctl(self->container, VFIO_IOMMU_UNMAP_DMA, &req)));
+	EXPECT_EQ(EINVAL, dma_unmap_bitmap(self->container, IOVA, 4 * PAGE, PAGE, bits,
+					   sizeof(bits), NULL));
 	EXPECT_EQ(0, bits[0]);
 	EXPECT_EQ(EEXIST, dma_map(self->container, IOVA, B(0), 4 * PAGE, RW));
 }

@@ -25,31 +25,6 @@ static int drop_cap_ipc_lock(void)
 	return syscall(SYS_capset, &h, d) ? errno : 0;
 }
 
-static int write_param(const char *module, const char *param, const char *value)
-{
-	char path[128];
-	int fd, ok;
-
-	snprintf(path, sizeof(path), "/sys/module/%s/parameters/%s", module, param);
-	fd = open(path, O_WRONLY);
-	if (fd < 0)
-		return errno;
-	ok = write(fd, value, strlen(value)) == (ssize_t)strlen(value);
-	close(fd);
-	return ok ? 0 : EIO;
-}
-
-static void assert_backend(struct __test_metadata *_metadata, struct backend_refs before)
-{
-	struct backend_refs after = backend_refs();
-
-	if (vfio_backend() == BACKEND_RUST) {
-		ASSERT_EQ(before.rust + 1, after.rust);
-	} else {
-		ASSERT_EQ(before.type1 + 1, after.type1);
-	}
-}
-
 TEST(rlimit_memlock)
 {
 	struct rlimit lim = { 16 * PAGE, 16 * PAGE };
@@ -64,7 +39,7 @@ TEST(rlimit_memlock)
 	ASSERT_EQ(0, setrlimit(RLIMIT_MEMLOCK, &lim));
 	ASSERT_EQ(0, open_container(env_int("VFIO_TEST_GROUP"), VFIO_TYPE1v2_IOMMU, &container,
 				    &group));
-	assert_backend(_metadata, refs);
+	ASSERT_SERVED_SINCE(refs);
 
 	/* Up to the limit exactly. */
 	ASSERT_EQ(0, dma_map(container, IOVA, (uintptr_t)buf, 16 * PAGE, RW));
@@ -101,11 +76,11 @@ TEST(dma_entry_limit)
 
 	ASSERT_NE(NULL, buf);
 	/* The limit is read when a container is opened. */
-	ASSERT_EQ(0, write_param(module, "dma_entry_limit", "8"));
+	ASSERT_EQ(0, write_module_param(module, "dma_entry_limit", "8"));
 	err = open_container(env_int("VFIO_TEST_GROUP"), VFIO_TYPE1v2_IOMMU, &container, &group);
-	ASSERT_EQ(0, write_param(module, "dma_entry_limit", "65535"));
+	ASSERT_EQ(0, write_module_param(module, "dma_entry_limit", "65535"));
 	ASSERT_EQ(0, err);
-	assert_backend(_metadata, refs);
+	ASSERT_SERVED_SINCE(refs);
 
 	((struct vfio_iommu_type1_info *)info)->argsz = sizeof(info);
 	ASSERT_EQ(0, ioctl(container, VFIO_IOMMU_GET_INFO, info));

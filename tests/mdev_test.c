@@ -20,18 +20,13 @@ FIXTURE(mdev) {
 
 FIXTURE_SETUP(mdev)
 {
-	struct backend_refs before = backend_refs(), after;
+	struct backend_refs before = backend_refs();
 
 	self->backend = vfio_backend();
 	self->pins_before = pins_outstanding();
 	ASSERT_EQ(0, open_container(env_int("VFIO_TEST_MDEV_GROUP"), VFIO_TYPE1v2_IOMMU,
 				    &self->container, &self->group));
-	after = backend_refs();
-	if (self->backend == BACKEND_RUST) {
-		ASSERT_EQ(before.rust + 1, after.rust);
-	} else {
-		ASSERT_EQ(before.type1 + 1, after.type1);
-	}
+	ASSERT_SERVED_SINCE(before);
 	self->buf = alloc_pages(16);
 	ASSERT_NE(NULL, self->buf);
 }

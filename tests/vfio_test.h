@@ -142,6 +142,35 @@ static inline int open_container(int group_id, unsigned long magic, int *contain
 	return 0;
 }
 
+/*
+ * In a kselftest test: asserts that the backend under test, and only it, took a module reference
+ * since @before was read, i.e. serves the container set up meanwhile.
+ */
+#define ASSERT_SERVED_SINCE(before) do {						\
+	struct backend_refs __now = backend_refs();					\
+	if (vfio_backend() == BACKEND_RUST) {						\
+		ASSERT_EQ((before).rust + 1, __now.rust);				\
+		ASSERT_EQ((before).type1, __now.type1);					\
+	} else {									\
+		ASSERT_EQ((before).type1 + 1, __now.type1);				\
+	}										\
+} while (0)
+
+/* Writes @value to /sys/module/@module/parameters/@param; returns 0 or an errno. */
+static inline int write_module_param(const char *module, const char *param, const char *value)
+{
+	char path[128];
+	int fd, ok;
+
+	snprintf(path, sizeof(path), "/sys/module/%s/parameters/%s", module, param);
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return errno;
+	ok = write(fd, value, strlen(value)) == (ssize_t)strlen(value);
+	close(fd);
+	return ok ? 0 : EIO;
+}
+
 /* VFIO_IOMMU_MAP_DMA; returns 0 or the errno. */
 static inline int dma_map(int fd, __u64 iova, __u64 vaddr, __u64 size, __u32 flags)
 {
