@@ -207,7 +207,7 @@ impl ContainerInner {
     /// Writes the dirty bits of the mappings at `keys` into `bitmap` (bit 0 = `base`); all of
     /// them or an error.
     fn write_dirty_bits(&mut self, keys: &[u64], base: u64, bitmap: &UserBitmap) -> Result {
-        let mut window = dirty::window()?;
+        let mut window = dirty::Window::new()?;
         let all_mapped = self.non_pinned_groups != 0;
         for &k in keys {
             if let Some(m) = self.mappings.get_mut(k) {

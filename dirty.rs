@@ -14,7 +14,7 @@
 //! type1 keeps a bitmap per mapping, allocated for all mappings at START (up to 256 MiB each).
 //! Here a mapping keeps only the page numbers marked since the last report (a red-black tree,
 //! empty unless vendor drivers write); pinned pages come from the mapping's vendor pins, and "all
-//! dirty" is a flag. Reports are produced into the user's bitmap through a 4 KiB window, so kernel
+//! dirty" is a flag. Reports are produced into the user's bitmap through an 8 KiB window, so kernel
 //! memory grows with the number of dirtied pages, not with the size of the mappings.
 //!
 //! Bitmap layout (type1's `update_user_bitmap`): bit `n` is page `base + n * pgsize`; a mapping's
@@ -122,7 +122,13 @@ impl UserBitmap {
     /// Writes `mapping`'s bits, with bit 0 standing for `base`; every page is dirty if `all`.
     ///
     /// `window` is scratch space of [`WINDOW_WORDS`] words.
-    pub(crate) fn write(&self, base: u64, mapping: &mut DmaMapping, all: bool, window: &mut KVec<u64>) -> Result {
+    pub(crate) fn write(
+        &self,
+        base: u64,
+        mapping: &mut DmaMapping,
+        all: bool,
+        window: &mut Window,
+    ) -> Result {
         let pgshift = self.pgsize.trailing_zeros();
         let nbits = mapping.size() >> pgshift;
         let bit_offset = (mapping.range.start - base) >> pgshift;
@@ -143,7 +149,7 @@ impl UserBitmap {
         let mut w = 0u64;
         while w < words {
             let n = usize::try_from(words - w).unwrap_or(WINDOW_WORDS).min(WINDOW_WORDS);
-            let buf = &mut window[..n];
+            let buf = &mut window.words[..n];
             buf.fill(0);
             // Pages whose bits fall in this window: [lo, hi).
             let lo = (w * 64).saturating_sub(shift);
@@ -164,9 +170,10 @@ impl UserBitmap {
             }
             let len = n * size_of::<u64>();
             let at = self.user_range(first_word + w, len)?;
-            // SAFETY: `u64` has no padding; viewing `n` words as bytes is valid.
-            let bytes = unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) };
-            UserSlice::new(at, len).writer().write_slice(bytes)?;
+            for (word, bytes) in buf.iter().zip(window.bytes.chunks_exact_mut(8)) {
+                bytes.copy_from_slice(&word.to_ne_bytes());
+            }
+            UserSlice::new(at, len).writer().write_slice(&window.bytes[..len])?;
             w += n as u64;
             mm::cond_resched();
         }
@@ -185,7 +192,18 @@ impl UserBitmap {
     }
 }
 
-/// Scratch space for [`UserBitmap::write`].
-pub(crate) fn window() -> Result<KVec<u64>> {
-    Ok(KVec::from_elem(0u64, WINDOW_WORDS, GFP_KERNEL)?)
+/// Scratch space for [`UserBitmap::write`]: the words of a window and their bytes.
+pub(crate) struct Window {
+    words: KVec<u64>,
+    bytes: KVec<u8>,
+}
+
+impl Window {
+    /// Allocates a window of [`WINDOW_WORDS`] words.
+    pub(crate) fn new() -> Result<Self> {
+        Ok(Self {
+            words: KVec::from_elem(0u64, WINDOW_WORDS, GFP_KERNEL)?,
+            bytes: KVec::from_elem(0u8, WINDOW_WORDS * size_of::<u64>(), GFP_KERNEL)?,
+        })
+    }
 }

@@ -254,11 +254,14 @@ fn get_info(container: &Container, arg: UserPtr) -> Result {
             out.cap_offset = INFO_SIZE as u32;
         }
     }
+    // The header as laid out in `struct vfio_iommu_type1_info`, of which the first `argsz` bytes
+    // (at least 16) are copied back.
+    let mut bytes = [0u8; INFO_SIZE];
+    bytes[0..4].copy_from_slice(&out.argsz.to_ne_bytes());
+    bytes[4..8].copy_from_slice(&out.flags.to_ne_bytes());
+    bytes[8..16].copy_from_slice(&out.iova_pgsizes.to_ne_bytes());
+    bytes[16..20].copy_from_slice(&out.cap_offset.to_ne_bytes());
     let len = (argsz as usize).min(INFO_SIZE);
-    // SAFETY: `vfio_iommu_type1_info` is `AsBytes`: viewing it as `INFO_SIZE` bytes is valid.
-    let bytes = unsafe {
-        core::slice::from_raw_parts(core::ptr::from_ref(&out).cast::<u8>(), INFO_SIZE)
-    };
     UserSlice::new(arg, len).writer().write_slice(&bytes[..len])
 }
 

@@ -38,8 +38,6 @@ unsafe impl kernel::types::AsBytes for vfio_iommu_type1_dma_unmap {}
 // SAFETY: As above.
 unsafe impl kernel::types::FromBytes for vfio_bitmap {}
 // SAFETY: As above.
-unsafe impl kernel::types::AsBytes for vfio_iommu_type1_info {}
-// SAFETY: As above.
 unsafe impl kernel::types::FromBytes for vfio_iommu_type1_dirty_bitmap {}
 // SAFETY: As above.
 unsafe impl kernel::types::FromBytes for vfio_iommu_type1_dirty_bitmap_get {}
