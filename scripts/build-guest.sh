@@ -15,13 +15,16 @@ modroot=$kdir/modroot/lib/modules/$release
 [ -d "$modroot" ] || die "$modroot missing: kernel build incomplete"
 
 stage "guest: building test binaries"
-rm -rf "$out/tests"
-mkdir -p "$out/tests"
+rm -rf "$out/tests" "$out/tests-isolation"
+mkdir -p "$out/tests" "$out/tests-isolation"
 cflags=(-static -O2 -g -Wall -Werror -D_GNU_SOURCE -I"$kdir/usr/include"
 	-I"$srctree/tools/testing/selftests" -I"$VIR_ROOT/tests")
-for src in "$VIR_ROOT"/tests/*_test.c; do
+# tests/*_test.c run in the check boot, tests/isolation/*_test.c in the isolation boot.
+for src in "$VIR_ROOT"/tests/*_test.c "$VIR_ROOT"/tests/isolation/*_test.c; do
 	name=$(basename "$src" .c)
-	run_logged "$VIR_LOGDIR/build-$name.log" gcc "${cflags[@]}" -o "$out/tests/$name" "$src" ||
+	dest=$out/tests
+	case $src in */isolation/*) dest=$out/tests-isolation ;; esac
+	run_logged "$VIR_LOGDIR/build-$name.log" gcc "${cflags[@]}" -o "$dest/$name" "$src" ||
 		die "building $name failed"
 done
 if [ -f "$VIR_ROOT/tests/demo.c" ]; then
@@ -36,12 +39,13 @@ run_logged "$VIR_LOGDIR/build-vir_mdev.log" make -C "$kdir" M="$VIR_ROOT/tests/m
 stage "guest: building initramfs"
 root=$out/root
 rm -rf "$root"
-mkdir -p "$root"/{bin,dev,proc,sys,tmp,tests,lib/modules}
+mkdir -p "$root"/{bin,dev,proc,sys,tmp,tests,tests-isolation,lib/modules}
 cp /bin/busybox "$root/bin/busybox"
 cp "$VIR_ROOT/tests/guest/init" "$root/init"
 cp "$VIR_ROOT/tests/guest/demo.sh" "$root/demo.sh"
 [ -f "$out/vir-demo" ] && cp "$out/vir-demo" "$root/bin/vir-demo"
 cp "$out"/tests/* "$root/tests/"
+cp "$out"/tests-isolation/* "$root/tests-isolation/"
 cp -a "$modroot" "$root/lib/modules/"
 rm -f "$root/lib/modules/$release"/{build,source}
 mkdir -p "$root/lib/modules/$release/extra"

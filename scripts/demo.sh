@@ -9,6 +9,6 @@ run_logged "$VIR_LOGDIR/module-build.log" make -C "$kdir" M="$VIR_ROOT" modules 
 	die "module build failed"
 bash "$VIR_ROOT/scripts/build-guest.sh" "$kdir"
 bash "$VIR_ROOT/scripts/run-guest.sh" "$kdir" demo 300 || true
-grep -q '^DEMO: rmmod vfio_iommu_rust: ok' "$VIR_ROOT/out/guest/console.log" ||
-	die "the demo did not complete; see $VIR_ROOT/out/guest/console.log"
-stage "demo complete (full guest console: $VIR_ROOT/out/guest/console.log)"
+grep -q '^DEMO: rmmod vfio_iommu_rust: ok' "$VIR_ROOT/out/guest/demo/console.log" ||
+	die "the demo did not complete; see $VIR_ROOT/out/guest/demo/console.log"
+stage "demo complete (full guest console: $VIR_ROOT/out/guest/demo/console.log)"

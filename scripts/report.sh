@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# Summarise a guest run: the tests' TAP (per test binary and backend) plus three checks of the guest
-# itself (it finished, its kernel log has no splat, our module unloaded at the end). Prints failures
-# with context and ends with one line "N passed, N failed"; exits non-zero if anything failed.
-# Usage: report.sh CONSOLE_LOG TAP_LOG
+# Summarise guest runs: the tests' TAP (per test binary and backend), the comparison of the facts
+# both backends' runs RECORDed, and three checks of each guest boot (it finished, its kernel log
+# has no splat, our module unloaded at the end). Prints failures with context and ends with one
+# line "N passed, N failed"; exits non-zero if anything failed.
+# Usage: report.sh BOOT_DIR...   (each holding the console.log and tap.log of one boot)
 set -uo pipefail
-console=${1:?}
-tap=${2:?}
+[ $# -ge 1 ] || { echo "usage: report.sh BOOT_DIR..." >&2; exit 2; }
 
 # A guest splat: oops, BUG, WARN, KASAN, lockdep, UBSAN, a Rust panic, a hung task, a panic.
 splat_re='Oops|BUG:|kernel BUG|WARNING:|KASAN|UBSAN|lockdep|possible recursive locking|circular locking|inconsistent lock state|sleeping function called from invalid context|general protection fault|rust_panic|panicked at|Kernel panic|hung_task|blocked for more than|Call Trace:'
 
-summary=$(awk '
+taps=()
+for d in "$@"; do taps+=("$d/tap.log"); done
+
+summary=$(cat "${taps[@]}" 2>/dev/null | awk '
 	{ sub(/\r$/, "") }
 	function flush() {
 		if (cur == "") return
@@ -22,7 +25,7 @@ summary=$(awk '
 	}
 	/^# VIR-RUN / { flush(); cur = $3 " [" $4 "]"; npass = 0; nfail = 0; rc = "none"; next }
 	/^# VIR-EXIT / { rc = $5; next }
-	/^# VIR-DONE/ { done = 1; next }
+	/^# VIR-DONE/ { next }
 	cur != "" && /^# RECORD / {
 		split(cur, parts, " ")
 		key = parts[1] " " $3 " " $4
@@ -50,13 +53,12 @@ summary=$(awk '
 		if (ncmp) lines = lines sprintf("    %-34s %3d passed, %d failed\n", "type1 vs rust records", ncmp - ndiff, ndiff)
 		printf "%s", lines
 		printf "FAILS\n%s", fails
-		printf "COUNTS %d %d %d\n", passed, failed, done
-	}' "$tap")
+		printf "COUNTS %d %d\n", passed, failed
+	}')
 
 echo "$summary" | sed -n '/^FAILS$/q;p'
 passed=$(echo "$summary" | awk '/^COUNTS/ {print $2}')
 failed=$(echo "$summary" | awk '/^COUNTS/ {print $3}')
-done=$(echo "$summary" | awk '/^COUNTS/ {print $4}')
 fails=$(echo "$summary" | sed -n '/^FAILS$/,/^COUNTS/p' | sed '1d;$d')
 
 check() { # check NAME OK DETAIL
@@ -68,25 +70,36 @@ check() { # check NAME OK DETAIL
 		printf '    %-34s FAILED: %s\n' "$1" "$3"
 	fi
 }
-check "guest finished" "$done" "no completion marker (crash, panic or timeout; see $console)"
-splats=$(grep -nE "$splat_re" "$console" || true)
-check "guest kernel log clean" "$([ -z "$splats" ] && echo 1 || echo 0)" "splat in $console"
-check "vfio_iommu_rust unloaded at end" \
-	"$(grep -q 'VIR: rmmod vfio_iommu_rust: ok' "$console" && echo 1 || echo 0)" \
-	"module still loaded or busy at the end"
+splat_shown=
+for d in "$@"; do
+	boot=$(basename "$d")
+	console=$d/console.log
+	check "$boot guest finished" "$(grep -q '^# VIR-DONE' "$d/tap.log" 2>/dev/null && echo 1 || echo 0)" \
+		"no completion marker (crash, panic or timeout; see $console)"
+	splats=$(grep -nE "$splat_re" "$console" 2>/dev/null || true)
+	check "$boot guest kernel log clean" "$([ -z "$splats" ] && echo 1 || echo 0)" "splat in $console"
+	check "$boot vfio_iommu_rust unloaded" \
+		"$(grep -q 'VIR: rmmod vfio_iommu_rust: ok' "$console" 2>/dev/null && echo 1 || echo 0)" \
+		"module still loaded or busy at the end"
+	if [ -n "$splats" ] && [ -z "$splat_shown" ]; then
+		splat_shown=1
+		first=$(echo "$splats" | head -n1 | cut -d: -f1)
+		splat_text=$(sed -n "$((first > 5 ? first - 5 : 1)),$((first + 40))p" "$console" | sed 's/^/    | /')
+		splat_from="$console, line $first"
+	fi
+done
 
 if [ -n "$fails" ]; then
-	echo "Failures (full TAP: $tap):"
+	echo "Failures (full TAP: ${taps[*]}):"
 	echo "$fails"
-	# Show each failing test's log from the TAP stream.
+	# Show each failing test's log from the TAP streams.
 	echo "$fails" | sed -nE 's/.*not ok [0-9]+ ([^ ]+).*/\1/p' | sort -u | while read -r t; do
-		grep -B30 -E "^not ok [0-9]+ $t\b" "$tap" | grep -E '^#' | tail -n 12 | sed 's/^/      /'
+		cat "${taps[@]}" | grep -B30 -E "^not ok [0-9]+ $t\b" | grep -E '^#' | tail -n 12 | sed 's/^/      /'
 	done
 fi
-if [ -n "$splats" ]; then
-	first=$(echo "$splats" | head -n1 | cut -d: -f1)
-	echo "Guest kernel splat (from $console, line $first):"
-	sed -n "$((first > 5 ? first - 5 : 1)),$((first + 40))p" "$console" | sed 's/^/    | /'
+if [ -n "$splat_shown" ]; then
+	echo "Guest kernel splat (from $splat_from):"
+	echo "$splat_text"
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

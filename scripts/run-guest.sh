@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # Boot the test guest under QEMU: q35 with a virtual Intel IOMMU (interrupt remapping, caching mode,
-# 48-bit addresses) and two edu devices. The kernel console goes to out/guest/console.log, the
-# tests' TAP to out/guest/tap.log, QEMU's own messages to out/guest/qemu.log. TCG by default; VIR_KVM=1 uses KVM.
-# Usage: run-guest.sh KDIR MODE [TIMEOUT_SECONDS]   (MODE: check or demo)
+# 48-bit addresses) and two edu devices. The kernel console goes to out/guest/<mode>/console.log,
+# the tests' TAP to tap.log beside it, QEMU's own messages to qemu.log. TCG by default; VIR_KVM=1
+# uses KVM.
+# Usage: run-guest.sh KDIR MODE [TIMEOUT_SECONDS]
+#   MODE: check (the suite), demo (make demo), isolation (the IOMMU without interrupt remapping)
 source "$(dirname "$0")/lib.sh"
 
 kdir=${1:?usage: run-guest.sh KDIR MODE}
 mode=${2:?usage: run-guest.sh KDIR MODE}
 limit=${3:-600}
-out=$VIR_ROOT/out/guest
+out=$VIR_ROOT/out/guest/$mode
+mkdir -p "$out"
 console=$out/console.log
 tap=$out/tap.log
 qemulog=$out/qemu.log
+intremap=on
+[ "$mode" = isolation ] && intremap=off
 : >"$console"
 : >"$tap"
 
@@ -20,11 +25,11 @@ accel=tcg
 [ "${VIR_KVM:-0}" = 1 ] && accel=kvm
 cmd=(qemu-system-x86_64
 	-M q35,kernel-irqchip=split -accel "$accel" -cpu max -smp 2 -m 2G
-	-device intel-iommu,intremap=on,caching-mode=on,aw-bits=48
+	-device intel-iommu,intremap=$intremap,caching-mode=on,aw-bits=48
 	-device edu -device edu
 	-display none -monitor none -no-reboot
 	-serial "file:$console" -serial "file:$tap"
-	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$out/initramfs.cpio.gz"
+	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$VIR_ROOT/out/guest/initramfs.cpio.gz"
 	-append "console=ttyS0 intel_iommu=on oops=panic panic=-1 vir.mode=$mode")
 
 stage "guest: booting ($accel, mode $mode, limit ${limit}s; console: $console)"
