@@ -4,6 +4,7 @@
 #
 #   make demo     set up, build, boot the guest, show our backend serving a device's container
 #   make check    set up, build, boot the guest, run all tests: ends with "N passed, N failed"
+#   make bench    same-boot performance and memory comparison with type1 (bench/results/)
 #   make          build the module against KDIR (default: the cached test kernel)
 #
 # KDIR=/path/to/kernel/build builds against another Rust-enabled 6.12 kernel build tree.
@@ -15,7 +16,7 @@ CLIPPY ?= 1
 # The cached test kernel, built on demand (build-kernel.sh prints its path).
 kdir = $(if $(KDIR),$(KDIR),$$(bash scripts/build-kernel.sh))
 
-.PHONY: all modules setup kernel guest check demo clean
+.PHONY: all modules setup kernel guest check demo bench clean
 
 all: modules
 
@@ -37,6 +38,10 @@ check: setup
 
 demo: setup
 	@bash scripts/demo.sh $(KDIR)
+
+bench:
+	@bash scripts/setup.sh bench
+	@bash scripts/bench.sh $(KDIR)
 
 clean:
 	@k=$(kdir) && $(MAKE) -s -C "$$k" M=$(CURDIR) clean && \

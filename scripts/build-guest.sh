@@ -27,6 +27,8 @@ for src in "$VIR_ROOT"/tests/*_test.c "$VIR_ROOT"/tests/isolation/*_test.c; do
 	run_logged "$VIR_LOGDIR/build-$name.log" gcc "${cflags[@]}" -o "$dest/$name" "$src" ||
 		die "building $name failed"
 done
+run_logged "$VIR_LOGDIR/build-bench.log" gcc "${cflags[@]}" -o "$out/vir-bench" \
+	"$VIR_ROOT/tests/bench/bench.c" || die "building the benchmark failed"
 if [ -f "$VIR_ROOT/tests/demo.c" ]; then
 	run_logged "$VIR_LOGDIR/build-demo.log" gcc "${cflags[@]}" -o "$out/vir-demo" "$VIR_ROOT/tests/demo.c" ||
 		die "building the demo failed"
@@ -44,6 +46,7 @@ cp /bin/busybox "$root/bin/busybox"
 cp "$VIR_ROOT/tests/guest/init" "$root/init"
 cp "$VIR_ROOT/tests/guest/demo.sh" "$root/demo.sh"
 [ -f "$out/vir-demo" ] && cp "$out/vir-demo" "$root/bin/vir-demo"
+cp "$out/vir-bench" "$root/bin/vir-bench"
 cp "$out"/tests/* "$root/tests/"
 cp "$out"/tests-isolation/* "$root/tests-isolation/"
 cp -a "$modroot" "$root/lib/modules/"

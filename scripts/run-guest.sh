@@ -5,7 +5,8 @@
 # the tests' TAP to tap.log beside it, QEMU's own messages to qemu.log. TCG by default; VIR_KVM=1
 # uses KVM.
 # Usage: run-guest.sh KDIR MODE [TIMEOUT_SECONDS]
-#   MODE: check (the suite), demo (make demo), isolation (the IOMMU without interrupt remapping)
+#   MODE: check (the suite), demo (make demo), isolation (the IOMMU without interrupt remapping),
+#         bench (make bench)
 source "$(dirname "$0")/lib.sh"
 
 kdir=${1:?usage: run-guest.sh KDIR MODE}
@@ -18,13 +19,16 @@ tap=$out/tap.log
 qemulog=$out/qemu.log
 intremap=on
 [ "$mode" = isolation ] && intremap=off
+# The benchmark maps 1 GiB of 4K pages and 1 GiB of 2M huge pages at once.
+mem=2G
+[ "$mode" = bench ] && mem=4G
 : >"$console"
 : >"$tap"
 
 accel=tcg
 [ "${VIR_KVM:-0}" = 1 ] && accel=kvm
 cmd=(qemu-system-x86_64
-	-M q35,kernel-irqchip=split -accel "$accel" -cpu max -smp 2 -m 2G
+	-M q35,kernel-irqchip=split -accel "$accel" -cpu max -smp 2 -m "$mem"
 	-device intel-iommu,intremap=$intremap,caching-mode=on,aw-bits=48
 	-device edu -device edu
 	-display none -monitor none -no-reboot

@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # Install what the project needs on a Debian 12 machine: idempotent, quiet when already done.
 #   Debian packages (as root), rustup's rust-src component, bindgen-cli 0.69.5 from crates.io.
+# Usage: setup.sh [bench]   (bench: also what `make bench` needs for its plot)
 source "$(dirname "$0")/lib.sh"
 
 DEB_PACKAGES=(
@@ -9,6 +10,7 @@ DEB_PACKAGES=(
 	clang libclang-dev llvm lld flex bison bc libelf-dev libssl-dev
 	gcc make xz-utils zstd pahole python3 rsync
 )
+[ "${1:-}" = bench ] && DEB_PACKAGES+=(python3-matplotlib)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
