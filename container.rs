@@ -20,7 +20,7 @@ use crate::{
     domain::{Domain, DomainSet, Prot},
     group::{GroupRef, GroupType, IommuGroup},
     iova::{IovaList, IovaRange},
-    mm::{self, PAGE_SIZE},
+    mm::{self, MmOwner, PAGE_SIZE},
     params,
     vendor::{DeviceSet, VfioDevice},
 };
@@ -126,6 +126,8 @@ struct ContainerInner {
     dirty_tracking: bool,
     /// Attached groups not in pinned scope: while any, IOMMU-mapped pages are all dirty.
     non_pinned_groups: u32,
+    /// The owner of the last mapping made, shared with the next one if the same task makes it.
+    last_owner: Option<Arc<MmOwner>>,
 }
 
 impl ContainerInner {
@@ -261,6 +263,7 @@ impl Container {
                         vaddr_invalid_count: 0,
                         dirty_tracking: false,
                         non_pinned_groups: 0,
+                        last_owner: None,
                     },
                     "Container::inner"
                 ),
@@ -405,7 +408,7 @@ impl Container {
                 Some(from) => m.replay(from, domain),
                 None => {
                     if batch.is_none() {
-                        batch = Some(PinBatch::new()?);
+                        batch = Some(PinBatch::new(u64::MAX)?);
                     }
                     match batch.as_mut() {
                         Some(b) => m.pin_and_map(&[domain], b),
@@ -440,7 +443,7 @@ impl Container {
             inner.non_pinned_groups -= 1;
             if inner.dirty_tracking {
                 for m in inner.mappings.iter_mut() {
-                    m.dirty.all_once = true;
+                    m.all_dirty_once = true;
                 }
             }
         }
@@ -479,6 +482,7 @@ impl Container {
         let inner = &mut *guard;
         inner.released = true;
         inner.unmap_unpin_all(true);
+        inner.last_owner = None;
         loop {
             let Some(key) = inner.groups.keys().next().copied() else {
                 break;
@@ -539,10 +543,18 @@ impl Container {
         if inner.dirty_tracking && (req.size >> inner.min_pgsize().trailing_zeros()) > dirty::MAX_MAPPING_PAGES {
             return Err(EINVAL);
         }
-        let mut m = DmaMapping::new(range, req.vaddr, prot)?;
+        let owner = match &inner.last_owner {
+            Some(o) if o.is_current_owner() => o.clone(),
+            _ => {
+                let o = Arc::new(MmOwner::current()?, GFP_KERNEL)?;
+                inner.last_owner = Some(o.clone());
+                o
+            }
+        };
+        let mut m = DmaMapping::new(range, req.vaddr, prot, owner);
         if !inner.domains.is_empty() {
             let domains = inner.domains.refs()?;
-            let mut batch = PinBatch::new()?;
+            let mut batch = PinBatch::new(req.size)?;
             m.pin_and_map(&domains, &mut batch)?;
         }
         inner.mappings.insert(node, m);
@@ -710,7 +722,7 @@ impl Container {
             }
         }
         for m in inner.mappings.iter_mut() {
-            m.dirty.clear();
+            m.clear_dirty();
         }
         inner.dirty_tracking = on;
         Ok(())
@@ -741,7 +753,7 @@ impl Container {
         inner.write_dirty_bits(&keys, range.start, bitmap)?;
         for &k in keys.iter() {
             if let Some(m) = inner.mappings.get_mut(k) {
-                m.dirty.clear();
+                m.clear_dirty();
             }
         }
         Ok(())
@@ -776,21 +788,19 @@ impl Container {
         if iova & (PAGE_SIZE - 1) != 0 {
             return Err(EINVAL);
         }
+        // Page by page, looking up the mapping only when leaving the current one.
+        let n = pages.len();
         let mut done = 0;
         let mut result = Ok(());
-        for (i, page) in pages.iter_mut().enumerate() {
-            let Some(at) = (i as u64)
+        'pages: while done < n {
+            let Some(at) = (done as u64)
                 .checked_mul(PAGE_SIZE)
                 .and_then(|o| o.checked_add(iova))
             else {
                 result = Err(EINVAL);
                 break;
             };
-            let Some(key) = inner.mappings.containing(at) else {
-                result = Err(EINVAL);
-                break;
-            };
-            let Some(m) = inner.mappings.get_mut(key) else {
+            let Some(m) = inner.mappings.containing(at).and_then(|k| inner.mappings.get_mut(k)) else {
                 result = Err(EINVAL);
                 break;
             };
@@ -798,14 +808,21 @@ impl Container {
                 result = Err(EPERM);
                 break;
             }
-            match m.pin_vendor_page(at) {
-                Ok(pfn) => *page = mm::pfn_to_page(pfn),
-                Err(e) => {
-                    result = Err(e);
-                    break;
+            let mut page_iova = at;
+            while done < n && page_iova <= m.range.last {
+                match m.pin_vendor_page(page_iova) {
+                    Ok(pfn) => pages[done] = mm::pfn_to_page(pfn),
+                    Err(e) => {
+                        result = Err(e);
+                        break 'pages;
+                    }
+                }
+                done += 1;
+                match page_iova.checked_add(PAGE_SIZE) {
+                    Some(next) => page_iova = next,
+                    None => break,
                 }
             }
-            done = i + 1;
         }
         if let Err(e) = result {
             let (tracking, shift) = (inner.dirty_tracking, inner.min_pgsize().trailing_zeros());
@@ -875,7 +892,7 @@ impl Container {
             if write && tracking {
                 let (first, last) = (offset >> shift, (offset + n as u64 - 1) >> shift);
                 if m.dirty.mark(first, last).is_err() {
-                    m.dirty.all_once = true;
+                    m.all_dirty_once = true;
                 }
             }
             done += n;

@@ -46,12 +46,12 @@ pub(crate) fn bitmap_bytes(bits: u64) -> u64 {
     bits.div_ceil(64) * 8
 }
 
-/// Pages of a mapping marked dirty since the last report, while tracking.
+/// Pages of a mapping marked dirty since the last report, while tracking: page numbers from the
+/// mapping's first page, in units of the bitmap page size. (Whether every page is dirty once is a
+/// flag of the mapping, `DmaMapping::all_dirty_once`, kept there so that a mapping's tree node
+/// fits the 96-byte slab, as type1's `struct vfio_dma` does.)
 pub(crate) struct DirtyPages {
-    /// Page numbers (from the mapping's first page, in units of the bitmap page size).
     marked: RBTree<u64, ()>,
-    /// Every page is dirty once, at the next report.
-    pub(crate) all_once: bool,
 }
 
 impl DirtyPages {
@@ -59,7 +59,6 @@ impl DirtyPages {
     pub(crate) fn new() -> Self {
         Self {
             marked: RBTree::new(),
-            all_once: false,
         }
     }
 
@@ -76,7 +75,6 @@ impl DirtyPages {
     /// Forgets what was reported.
     pub(crate) fn clear(&mut self) {
         self.marked = RBTree::new();
-        self.all_once = false;
     }
 
     /// Calls `f` for every marked page in `lo..hi`, in order.
@@ -121,7 +119,8 @@ impl UserBitmap {
 
     /// Writes `mapping`'s bits, with bit 0 standing for `base`; every page is dirty if `all`.
     ///
-    /// `window` is scratch space of [`WINDOW_WORDS`] words.
+    /// The words are produced a window at a time: a window without a dirty bit is zeroed in user
+    /// memory directly (`clear_user`), one with bits is built in `window` and copied.
     pub(crate) fn write(
         &self,
         base: u64,
@@ -135,7 +134,7 @@ impl UserBitmap {
         let first_word = bit_offset / 64;
         let shift = bit_offset % 64;
         let words = (nbits + shift).div_ceil(64);
-        let all = all || mapping.dirty.all_once;
+        let all = all || mapping.all_dirty_once;
 
         // The user's bits below ours in the first word are kept.
         let leftover = if shift != 0 {
@@ -149,31 +148,43 @@ impl UserBitmap {
         let mut w = 0u64;
         while w < words {
             let n = usize::try_from(words - w).unwrap_or(WINDOW_WORDS).min(WINDOW_WORDS);
-            let buf = &mut window.words[..n];
-            buf.fill(0);
-            // Pages whose bits fall in this window: [lo, hi).
-            let lo = (w * 64).saturating_sub(shift);
-            let hi = ((w + n as u64) * 64 - shift).min(nbits);
-            let mut set = |page: u64| {
-                let bit = page + shift - w * 64;
-                buf[(bit / 64) as usize] |= 1u64 << (bit % 64);
-            };
-            if all {
-                for p in lo..hi {
-                    set(p);
-                }
-            } else {
-                mapping.dirty_pages_in(lo, hi, pgshift, &mut set);
-            }
-            if w == 0 {
-                buf[0] |= leftover;
-            }
             let len = n * size_of::<u64>();
             let at = self.user_range(first_word + w, len)?;
-            for (word, bytes) in buf.iter().zip(window.bytes.chunks_exact_mut(8)) {
-                bytes.copy_from_slice(&word.to_ne_bytes());
+            // Pages whose bits fall in this window: [lo, hi), page `p` at window bit
+            // `p + shift - w * 64` (never negative: `lo + shift >= w * 64`).
+            let lo = (w * 64).saturating_sub(shift);
+            let hi = ((w + n as u64) * 64 - shift).min(nbits);
+            let to_bit = |page: u64| page + shift - w * 64;
+            let bytes = &mut window.bytes[..len];
+            let mut touched = false;
+            if all && lo < hi {
+                bytes.fill(0);
+                set_bits(bytes, to_bit(lo), to_bit(hi));
+                touched = true;
+            } else if !all {
+                mapping.dirty_pages_in(lo, hi, pgshift, &mut |page| {
+                    if !touched {
+                        bytes.fill(0);
+                        touched = true;
+                    }
+                    let bit = to_bit(page);
+                    set_bits(bytes, bit, bit + 1);
+                });
             }
-            UserSlice::new(at, len).writer().write_slice(&window.bytes[..len])?;
+            if w == 0 && leftover != 0 {
+                if !touched {
+                    bytes.fill(0);
+                    touched = true;
+                }
+                for (b, l) in bytes[..8].iter_mut().zip(leftover.to_le_bytes()) {
+                    *b |= l;
+                }
+            }
+            if touched {
+                UserSlice::new(at, len).writer().write_slice(bytes)?;
+            } else {
+                mm::clear_user(at as u64, len)?;
+            }
             w += n as u64;
             mm::cond_resched();
         }
@@ -192,9 +203,31 @@ impl UserBitmap {
     }
 }
 
-/// Scratch space for [`UserBitmap::write`]: the words of a window and their bytes.
+// The user bitmap is an array of `u64` in CPU byte order. On a little-endian CPU bit `n` of it is
+// bit `n % 8` of byte `n / 8`, so windows are built byte-wise and ranges of bits are ranges of
+// bytes. A big-endian port would have to swap the bytes of each word before copying.
+const _: () = assert!(cfg!(target_endian = "little"));
+
+/// Sets bits `first..end` of the little-endian bitmap `bytes`.
+fn set_bits(bytes: &mut [u8], first: u64, end: u64) {
+    let mut bit = first;
+    while bit < end && bit % 8 != 0 {
+        bytes[(bit / 8) as usize] |= 1 << (bit % 8);
+        bit += 1;
+    }
+    let full_end = end - end % 8;
+    if bit < full_end {
+        bytes[(bit / 8) as usize..(full_end / 8) as usize].fill(0xff);
+        bit = full_end;
+    }
+    while bit < end {
+        bytes[(bit / 8) as usize] |= 1 << (bit % 8);
+        bit += 1;
+    }
+}
+
+/// Scratch space for [`UserBitmap::write`]: the bytes of one window.
 pub(crate) struct Window {
-    words: KVec<u64>,
     bytes: KVec<u8>,
 }
 
@@ -202,7 +235,6 @@ impl Window {
     /// Allocates a window of [`WINDOW_WORDS`] words.
     pub(crate) fn new() -> Result<Self> {
         Ok(Self {
-            words: KVec::from_elem(0u64, WINDOW_WORDS, GFP_KERNEL)?,
             bytes: KVec::from_elem(0u8, WINDOW_WORDS * size_of::<u64>(), GFP_KERNEL)?,
         })
     }

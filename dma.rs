@@ -20,13 +20,17 @@ use crate::{
     vendor::VendorPin,
 };
 use kernel::{
-    bindings,
     prelude::*,
     rbtree::{RBTree, RBTreeNodeReservation},
+    sync::Arc,
 };
 
 /// Pages pinned per call of `pin_user_pages_remote` (type1's `VFIO_BATCH_MAX_CAPACITY`).
 const BATCH_PAGES: usize = 512;
+
+// A mapping's tree node (`rb_node`, key, mapping) fits the 96-byte slab, like type1's
+// `struct vfio_dma`: keep the mapping at 64 bytes.
+const _: () = assert!(core::mem::size_of::<DmaMapping>() <= 64);
 
 /// A DMA mapping of a container.
 pub(crate) struct DmaMapping {
@@ -36,8 +40,8 @@ pub(crate) struct DmaMapping {
     pub(crate) vaddr: u64,
     /// What the device may do.
     pub(crate) prot: Prot,
-    /// Whose memory it is and who is charged for it.
-    pub(crate) owner: MmOwner,
+    /// Whose memory it is and who is charged for it; shared by the mappings a process makes.
+    pub(crate) owner: Arc<MmOwner>,
     /// Pages charged to the owner's locked memory: the distinct, non-reserved pages of the
     /// mapping we hold pinned, for the IOMMU or for vendor drivers (type1's `locked_vm`).
     locked_pages: u64,
@@ -45,6 +49,9 @@ pub(crate) struct DmaMapping {
     pub(crate) vendor_pins: RBTree<u64, VendorPin>,
     /// Pages dirtied since the last report, while tracking.
     pub(crate) dirty: DirtyPages,
+    /// Every page is dirty once, at the next report (an IOMMU group that could write anywhere
+    /// left while tracking, or a mark could not be recorded).
+    pub(crate) all_dirty_once: bool,
     /// Whether the memory is pinned and mapped in the container's domains; false while the
     /// container has no domain.
     pub(crate) iommu_mapped: bool,
@@ -54,19 +61,20 @@ pub(crate) struct DmaMapping {
 }
 
 impl DmaMapping {
-    /// A mapping of `range` at `vaddr` owned by the calling task, not yet pinned.
-    pub(crate) fn new(range: IovaRange, vaddr: u64, prot: Prot) -> Result<Self> {
-        Ok(Self {
+    /// A mapping of `range` at `vaddr` owned by `owner` (the calling task), not yet pinned.
+    pub(crate) fn new(range: IovaRange, vaddr: u64, prot: Prot, owner: Arc<MmOwner>) -> Self {
+        Self {
             range,
             vaddr,
             prot,
-            owner: MmOwner::current()?,
+            owner,
             locked_pages: 0,
             vendor_pins: RBTree::new(),
             dirty: DirtyPages::new(),
+            all_dirty_once: false,
             iommu_mapped: false,
             vaddr_invalid: false,
-        })
+        }
     }
 
     /// The size in bytes; a mapping is at most the user address space, so it fits.
@@ -80,7 +88,7 @@ impl DmaMapping {
         if self.owner.is_current() {
             return Ok(());
         }
-        let new = MmOwner::current()?;
+        let new = Arc::new(MmOwner::current()?, GFP_KERNEL)?;
         let pages = i64::try_from(self.locked_pages).map_err(|_| EINVAL)?;
         new.account(pages)?;
         // The old address space may be gone; then its charge went with it.
@@ -130,25 +138,27 @@ impl DmaMapping {
             }
             let want = usize::try_from(total - pinned)
                 .unwrap_or(BATCH_PAGES)
-                .min(BATCH_PAGES);
+                .min(batch.pfns.len());
             // Cannot overflow: `vaddr + size - 1` was checked when the mapping was requested.
             let vaddr = self.vaddr + (pinned << PAGE_SHIFT);
-            let n = match self.owner.pin(vaddr, self.prot.write, &mut batch.pages, &mut batch.pfns[..want]) {
+            let n = match self.owner.pin(vaddr, self.prot.write, &mut batch.pfns[..want]) {
                 Ok(n) => n,
                 Err(e) => break Err(e),
             };
             let pfns = &batch.pfns[..n];
             // Pages a vendor driver pinned are charged already.
             let first_iova = self.range.start + (pinned << PAGE_SHIFT);
+            let vendor = &self.vendor_pins;
+            let no_vendor_pins = vendor.iter().next().is_none();
             let charge = pfns
                 .iter()
                 .enumerate()
                 .filter(|&(i, &p)| {
                     !mm::pfn_is_reserved(p)
-                        && self
-                            .vendor_pins
-                            .get(&(first_iova + ((i as u64) << PAGE_SHIFT)))
-                            .is_none()
+                        && (no_vendor_pins
+                            || vendor
+                                .get(&(first_iova + ((i as u64) << PAGE_SHIFT)))
+                                .is_none())
                 })
                 .count() as i64;
             if let Err(e) = self.owner.account(charge) {
@@ -256,10 +266,8 @@ impl DmaMapping {
             return Ok(pin.pfn);
         }
         let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
-        let mut pages = KVec::with_capacity(1, GFP_KERNEL)?;
-        let mut pfn = [0u64; 1];
         let vaddr = self.vaddr + (iova - self.range.start);
-        self.owner.pin(vaddr, self.prot.write, &mut pages, &mut pfn)?;
+        let pfn = [self.owner.pin_one(vaddr, self.prot.write)?];
         let reserved = mm::pfn_is_reserved(pfn[0]);
         if !self.iommu_mapped && !reserved {
             if let Err(e) = self.owner.account(1) {
@@ -301,7 +309,7 @@ impl DmaMapping {
             let page = (iova - self.range.start) >> pgshift;
             if self.dirty.mark(page, page).is_err() {
                 // Cannot record it: report everything once rather than lose it.
-                self.dirty.all_once = true;
+                self.all_dirty_once = true;
             }
         }
     }
@@ -343,6 +351,12 @@ impl DmaMapping {
             mm::cond_resched();
         }
         Ok(())
+    }
+
+    /// Starts a new reporting period: nothing marked dirty.
+    pub(crate) fn clear_dirty(&mut self) {
+        self.dirty.clear();
+        self.all_dirty_once = false;
     }
 
     /// Releases the mapping's charge on the owner's locked memory.
@@ -413,18 +427,20 @@ fn unmap_unpin_range<'a>(
     }
 }
 
-/// Buffers for pinning, allocated once per request.
+/// The buffer for pinning, allocated once per request.
 pub(crate) struct PinBatch {
-    pages: KVec<*mut bindings::page>,
     pfns: KVec<u64>,
 }
 
 impl PinBatch {
-    /// Allocates the buffers.
-    pub(crate) fn new() -> Result<Self> {
-        let pages = KVec::with_capacity(BATCH_PAGES, GFP_KERNEL)?;
-        let pfns = KVec::from_elem(0u64, BATCH_PAGES, GFP_KERNEL)?;
-        Ok(Self { pages, pfns })
+    /// Allocates the buffers for mappings of up to `size` bytes (at most [`BATCH_PAGES`] pages
+    /// per batch).
+    pub(crate) fn new(size: u64) -> Result<Self> {
+        let n = usize::try_from(size >> PAGE_SHIFT)
+            .unwrap_or(BATCH_PAGES)
+            .clamp(1, BATCH_PAGES);
+        let pfns = KVec::from_elem(0u64, n, GFP_KERNEL)?;
+        Ok(Self { pfns })
     }
 }
 

@@ -62,6 +62,32 @@ impl MmOwner {
         unsafe { bindings::vir_current_has_mm(self.mm.as_ptr()) }
     }
 
+    /// Whether a mapping the calling task makes now would have this owner: same group leader,
+    /// same address space, same `CAP_IPC_LOCK`. Mappings of one process share their owner.
+    pub(crate) fn is_current_owner(&self) -> bool {
+        // SAFETY: Only compares pointers; `capable()` reads the current task's credentials.
+        unsafe {
+            bindings::vir_current_is(self.task.as_ptr(), self.mm.as_ptr())
+                && bindings::vir_capable_ipc_lock() == self.lock_cap
+        }
+    }
+
+    /// Pins the page of the owner's memory at `vaddr` and returns its pfn.
+    pub(crate) fn pin_one(&self, vaddr: u64, write: bool) -> Result<u64> {
+        let mut page: *mut bindings::page = core::ptr::null_mut();
+        self.with_mm(|mm| {
+            // SAFETY: `mm` has a user reference for the call; `page` has room for one pointer.
+            let n = unsafe { bindings::vir_pin_user_pages(mm, vaddr as _, 1, write, &mut page) };
+            match n {
+                1 => Ok(()),
+                n if n < 0 => Err(Error::from_errno(n as i32)),
+                _ => Err(EFAULT),
+            }
+        })?;
+        // SAFETY: `page` is the page pinned just above.
+        Ok(unsafe { bindings::vir_page_to_pfn(page) } as u64)
+    }
+
     /// Runs `f` with the address space held alive (`mmget_not_zero`); `ESRCH` if it has exited.
     fn with_mm<R>(&self, f: impl FnOnce(*mut bindings::mm_struct) -> Result<R>) -> Result<R> {
         // SAFETY: `mm` is valid (`mm_count` reference, type invariant).
@@ -96,26 +122,20 @@ impl MmOwner {
         }
     }
 
-    /// Pins up to `pages.len()` pages of the owner's memory from `vaddr` (for device writes if
-    /// `write`) and stores their page frame numbers in `pfns`. Returns how many were pinned
-    /// (at least one), or the error of the first page.
+    /// Pins up to `pfns.len()` pages of the owner's memory from `vaddr` (for device writes if
+    /// `write`) and stores their page frame numbers in `pfns`. Returns how many were pinned (at
+    /// least one), or the error of the first page.
     ///
     /// The caller owns the pins and must release them with [`unpin_pfns`].
-    pub(crate) fn pin(
-        &self,
-        vaddr: u64,
-        write: bool,
-        pages: &mut KVec<*mut bindings::page>,
-        pfns: &mut [u64],
-    ) -> Result<usize> {
-        let want = pfns.len().min(pages.capacity());
-        let buf = pages.as_mut_ptr();
+    pub(crate) fn pin(&self, vaddr: u64, write: bool, pfns: &mut [u64]) -> Result<usize> {
+        let want = pfns.len();
+        // `pin_user_pages_remote()` fills the buffer with page pointers, which are then replaced
+        // by their pfns in place: one buffer, no second allocation.
+        let buf = pfns.as_mut_ptr().cast::<*mut bindings::page>();
         let pinned = self.with_mm(|mm| {
-            // SAFETY: `mm` has a user reference for the call; `buf` has room for `want`
-            // page pointers (`want <= pages.capacity()`).
-            let n = unsafe {
-                bindings::vir_pin_user_pages(mm, vaddr as _, want as _, write, buf)
-            };
+            // SAFETY: `mm` has a user reference for the call; `buf` has room for `want` page
+            // pointers (same size and alignment as `u64`, checked below).
+            let n = unsafe { bindings::vir_pin_user_pages(mm, vaddr as _, want as _, write, buf) };
             if n < 0 {
                 return Err(Error::from_errno(n as i32));
             }
@@ -125,15 +145,21 @@ impl MmOwner {
             return Err(EFAULT);
         }
         for (i, pfn) in pfns.iter_mut().take(pinned).enumerate() {
-            // SAFETY: `pin_user_pages_remote` filled the first `pinned` entries of `buf` with
-            // pinned pages.
-            let page = unsafe { *buf.add(i) };
+            // SAFETY: Entry `i < pinned` holds a pinned page pointer written by
+            // `pin_user_pages_remote`; it is read before the slot is overwritten.
+            let page = unsafe { buf.add(i).read() };
             // SAFETY: `page` is a pinned, hence live, page.
             *pfn = unsafe { bindings::vir_page_to_pfn(page) } as u64;
         }
         Ok(pinned)
     }
 }
+
+// `MmOwner::pin` stores page pointers in a `u64` buffer.
+const _: () = assert!(
+    core::mem::size_of::<*mut bindings::page>() == core::mem::size_of::<u64>()
+        && core::mem::align_of::<*mut bindings::page>() <= core::mem::align_of::<u64>()
+);
 
 impl Drop for MmOwner {
     fn drop(&mut self) {
@@ -200,6 +226,15 @@ impl MmOwner {
 pub(crate) fn pfn_to_page(pfn: u64) -> *mut bindings::page {
     // SAFETY: Pure address arithmetic on the memory map (`pfn_to_page`).
     unsafe { bindings::vir_pfn_to_page(pfn as _) }
+}
+
+/// Zeroes `len` bytes of user memory at `ptr`; `EFAULT` if they cannot all be written.
+pub(crate) fn clear_user(ptr: u64, len: usize) -> Result {
+    // SAFETY: `clear_user` checks the range and handles faults.
+    match unsafe { bindings::vir_clear_user(ptr, len as _) } {
+        0 => Ok(()),
+        _ => Err(EFAULT),
+    }
 }
 
 /// Whether `size` bytes from `ptr` could be user memory (`access_ok`).

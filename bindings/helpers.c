@@ -101,6 +101,11 @@ struct task_struct *vir_current_leader_get(void)
 	return get_task_struct(current->group_leader);
 }
 
+bool vir_current_is(struct task_struct *task, struct mm_struct *mm)
+{
+	return current->group_leader == task && current->mm == mm;
+}
+
 void vir_task_put(struct task_struct *task)
 {
 	put_task_struct(task);
@@ -217,6 +222,11 @@ int vir_mm_copy(struct mm_struct *mm, unsigned long vaddr, void *data, size_t co
 out:
 	mmput(mm);
 	return left ? -EFAULT : 0;
+}
+
+unsigned long vir_clear_user(u64 ptr, unsigned long len)
+{
+	return clear_user((void __user *)(unsigned long)ptr, len);
 }
 
 bool vir_user_range_ok(u64 ptr, u64 size)

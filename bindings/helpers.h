@@ -38,6 +38,8 @@ int vir_group_resv_regions(struct iommu_group *group, u64 *out, int max);
 
 /* The owner of a mapping: the mapping task's group leader and its mm. */
 struct task_struct *vir_current_leader_get(void);
+/* Whether the calling task's group leader is @task and its mm is @mm (no references taken). */
+bool vir_current_is(struct task_struct *task, struct mm_struct *mm);
 void vir_task_put(struct task_struct *task);
 struct mm_struct *vir_current_mm_grab(void);
 void vir_mm_drop(struct mm_struct *mm);
@@ -57,6 +59,8 @@ void vir_unpin_pfn_range(unsigned long pfn, unsigned long npages, bool dirty);
 
 /* Copies between a kernel buffer and @mm's memory at @vaddr (type1's dma_rw chunk). */
 int vir_mm_copy(struct mm_struct *mm, unsigned long vaddr, void *data, size_t count, bool write);
+/* clear_user(): returns the number of bytes that could not be cleared. */
+unsigned long vir_clear_user(u64 ptr, unsigned long len);
 /* access_ok(): whether a user range could be valid at all. */
 bool vir_user_range_ok(u64 ptr, u64 size);
 
