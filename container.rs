@@ -788,9 +788,11 @@ impl Container {
         if iova & (PAGE_SIZE - 1) != 0 {
             return Err(EINVAL);
         }
-        // Page by page, looking up the mapping only when leaving the current one.
+        // Page by page, looking up the mapping only when leaving the current one, and charging
+        // the new pins of each mapping at once. `charged` pages (from the first) are charged.
         let n = pages.len();
         let mut done = 0;
+        let mut charged = 0;
         let mut result = Ok(());
         'pages: while done < n {
             let Some(at) = (done as u64)
@@ -809,12 +811,16 @@ impl Container {
                 break;
             }
             let mut page_iova = at;
+            let mut to_charge = 0u64;
             while done < n && page_iova <= m.range.last {
                 match m.pin_vendor_page(page_iova) {
-                    Ok(pfn) => pages[done] = mm::pfn_to_page(pfn),
+                    Ok((pfn, charge)) => {
+                        pages[done] = mm::pfn_to_page(pfn);
+                        to_charge += u64::from(charge);
+                    }
                     Err(e) => {
                         result = Err(e);
-                        break 'pages;
+                        break;
                     }
                 }
                 done += 1;
@@ -823,13 +829,22 @@ impl Container {
                     None => break,
                 }
             }
+            if let Err(e) = m.charge(to_charge) {
+                result = Err(e);
+            }
+            if result.is_err() {
+                break 'pages;
+            }
+            charged = done;
         }
         if let Err(e) = result {
             let (tracking, shift) = (inner.dirty_tracking, inner.min_pgsize().trailing_zeros());
             for (i, page) in pages.iter_mut().enumerate().take(done) {
                 let at = iova + i as u64 * PAGE_SIZE;
                 if let Some(m) = inner.mappings.containing(at).and_then(|k| inner.mappings.get_mut(k)) {
-                    m.unpin_vendor_page(at, tracking, shift);
+                    if m.unpin_vendor_page(at, tracking, shift) && i < charged {
+                        m.uncharge_pages(1);
+                    }
                 }
                 *page = core::ptr::null_mut();
             }
@@ -850,14 +865,26 @@ impl Container {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         let (tracking, shift) = (inner.dirty_tracking, inner.min_pgsize().trailing_zeros());
-        for i in 0..npages as u64 {
+        let mut i = 0u64;
+        while i < npages as u64 {
             let Some(at) = i.checked_mul(PAGE_SIZE).and_then(|o| o.checked_add(iova)) else {
                 break;
             };
             let Some(m) = inner.mappings.containing(at).and_then(|k| inner.mappings.get_mut(k)) else {
                 break;
             };
-            m.unpin_vendor_page(at, tracking, shift);
+            // The pages of this mapping, uncharged at once.
+            let mut page_iova = at;
+            let mut released = 0;
+            while i < npages as u64 && page_iova <= m.range.last {
+                released += u64::from(m.unpin_vendor_page(page_iova, tracking, shift));
+                i += 1;
+                match page_iova.checked_add(PAGE_SIZE) {
+                    Some(next) => page_iova = next,
+                    None => break,
+                }
+            }
+            m.uncharge_pages(released);
         }
     }
 

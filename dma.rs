@@ -99,35 +99,48 @@ impl DmaMapping {
 
     /// Pins the mapping's memory and maps it into `domains`. On failure nothing of it stays
     /// pinned, mapped or charged.
+    ///
+    /// The whole mapping is charged to the owner's locked memory first (one `mmap_lock` round
+    /// trip, and `ENOMEM` before anything is pinned when it does not fit); the pages that are not
+    /// to be charged (reserved pages, and pages a vendor driver pinned, which are charged already)
+    /// are given back at the end. The outcome is type1's, which charges run by run.
     pub(crate) fn pin_and_map(&mut self, domains: &[&Domain], batch: &mut PinBatch) -> Result {
+        let total = self.size() >> PAGE_SHIFT;
+        let pages = i64::try_from(total).map_err(|_| ENOMEM)?;
+        self.owner.account(pages)?;
         let mut mapped = 0u64;
-        let charged_before = self.locked_pages;
-        let r = self.pin_and_map_runs(domains, batch, &mut mapped);
+        let mut reserved = 0u64;
+        let r = self.pin_and_map_runs(domains, batch, &mut mapped, &mut reserved);
         match r {
-            Ok(()) => self.iommu_mapped = true,
+            Ok(()) => {
+                let vendor = self.vendor_pins.values().filter(|v| !v.reserved).count() as u64;
+                let not_charged = reserved + vendor;
+                let _ = self.owner.account(-(not_charged as i64));
+                self.locked_pages += total - not_charged;
+                self.iommu_mapped = true;
+            }
             Err(_) => {
                 let domains = domains.iter().copied();
                 unmap_unpin_range(self.range.start, mapped, self.prot.write, domains);
-                let pages = i64::try_from(self.locked_pages - charged_before).unwrap_or(i64::MAX);
                 let _ = self.owner.account(-pages);
-                self.locked_pages = charged_before;
             }
         }
         r
     }
 
     /// The loop of [`Self::pin_and_map`]: on return, the first `mapped` bytes are mapped into all
-    /// domains, and nothing else is pinned.
+    /// domains, and nothing else is pinned; `reserved` counts the reserved pages pinned.
     fn pin_and_map_runs(
         &mut self,
         domains: &[&Domain],
         batch: &mut PinBatch,
         mapped: &mut u64,
+        reserved: &mut u64,
     ) -> Result {
         let total = self.size() >> PAGE_SHIFT;
         let split_runs = crate::params::disable_hugepages();
         let mut pinned = 0u64;
-        // A run of physically contiguous pages, pinned and charged, not mapped yet: (pfn, pages).
+        // A run of physically contiguous pages, pinned, not mapped yet: (pfn, pages).
         let mut run: Option<(u64, u64)> = None;
         let result = 'pin: loop {
             if pinned == total {
@@ -136,36 +149,18 @@ impl DmaMapping {
             if mm::fatal_signal_pending() {
                 break Err(EINTR);
             }
+            let buf = batch.pfns();
             let want = usize::try_from(total - pinned)
                 .unwrap_or(BATCH_PAGES)
-                .min(batch.pfns.len());
+                .min(buf.len());
             // Cannot overflow: `vaddr + size - 1` was checked when the mapping was requested.
             let vaddr = self.vaddr + (pinned << PAGE_SHIFT);
-            let n = match self.owner.pin(vaddr, self.prot.write, &mut batch.pfns[..want]) {
-                Ok(n) => n,
+            let (n, rsvd) = match self.owner.pin(vaddr, self.prot.write, &mut buf[..want]) {
+                Ok(r) => r,
                 Err(e) => break Err(e),
             };
-            let pfns = &batch.pfns[..n];
-            // Pages a vendor driver pinned are charged already.
-            let first_iova = self.range.start + (pinned << PAGE_SHIFT);
-            let vendor = &self.vendor_pins;
-            let no_vendor_pins = vendor.iter().next().is_none();
-            let charge = pfns
-                .iter()
-                .enumerate()
-                .filter(|&(i, &p)| {
-                    !mm::pfn_is_reserved(p)
-                        && (no_vendor_pins
-                            || vendor
-                                .get(&(first_iova + ((i as u64) << PAGE_SHIFT)))
-                                .is_none())
-                })
-                .count() as i64;
-            if let Err(e) = self.owner.account(charge) {
-                unpin_each(pfns);
-                break Err(e);
-            }
-            self.locked_pages += charge as u64;
+            let pfns = &buf[..n];
+            *reserved += rsvd;
             pinned += n as u64;
             for (i, &pfn) in pfns.iter().enumerate() {
                 run = match run {
@@ -257,54 +252,63 @@ impl DmaMapping {
         self.uncharge();
     }
 
-    /// Pins the page at `iova` (page aligned, inside the mapping) for a vendor driver and returns
-    /// its pfn; a page pinned already gets one more reference. The page is charged if the
-    /// mapping is not pinned for the IOMMU (which charged it already).
-    pub(crate) fn pin_vendor_page(&mut self, iova: u64) -> Result<u64> {
+    /// Pins the page at `iova` (page aligned, inside the mapping) for a vendor driver; a page
+    /// pinned already gets one more reference. Returns its pfn and whether it must be charged to
+    /// the owner's locked memory: a new pin of a non-reserved page while the mapping is not pinned
+    /// for the IOMMU (which charged its pages already). The caller charges such pages with
+    /// [`Self::charge`], once for a whole `pin_pages` request (type1 takes the owner's
+    /// `mmap_lock` per page).
+    pub(crate) fn pin_vendor_page(&mut self, iova: u64) -> Result<(u64, bool)> {
         if let Some(pin) = self.vendor_pins.get_mut(&iova) {
             pin.refs = pin.refs.checked_add(1).ok_or(EBUSY)?;
-            return Ok(pin.pfn);
+            return Ok((pin.pfn, false));
         }
         let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
         let vaddr = self.vaddr + (iova - self.range.start);
-        let pfn = [self.owner.pin_one(vaddr, self.prot.write)?];
-        let reserved = mm::pfn_is_reserved(pfn[0]);
-        if !self.iommu_mapped && !reserved {
-            if let Err(e) = self.owner.account(1) {
-                // SAFETY: Pinned just above, not handed out.
-                unsafe { mm::unpin_pfns(pfn[0], 1, false) };
-                return Err(e);
-            }
-            self.locked_pages += 1;
-        }
+        let (pfn, reserved) = self.owner.pin_one(vaddr, self.prot.write)?;
         let pin = VendorPin {
-            pfn: pfn[0],
+            pfn,
             refs: 1,
             reserved,
         };
         self.vendor_pins.insert(node.into_node(iova, pin));
-        Ok(pfn[0])
+        Ok((pfn, !self.iommu_mapped && !reserved))
+    }
+
+    /// Charges `pages` pages pinned by [`Self::pin_vendor_page`] to the owner's locked memory
+    /// (`ENOMEM` beyond `RLIMIT_MEMLOCK`, as for mappings).
+    pub(crate) fn charge(&mut self, pages: u64) -> Result {
+        if pages != 0 {
+            self.owner.account(i64::try_from(pages).map_err(|_| ENOMEM)?)?;
+            self.locked_pages += pages;
+        }
+        Ok(())
+    }
+
+    /// Returns `pages` pages released by [`Self::unpin_vendor_page`] to the owner's locked memory.
+    pub(crate) fn uncharge_pages(&mut self, pages: u64) {
+        if pages != 0 {
+            let _ = self.owner.account(-(i64::try_from(pages).unwrap_or(i64::MAX)));
+            self.locked_pages -= pages;
+        }
     }
 
     /// Drops one vendor reference on the page at `iova`; the last one unpins it (and, while
     /// `tracking`, marks it dirty for the next report: it may have been written while pinned).
-    pub(crate) fn unpin_vendor_page(&mut self, iova: u64, tracking: bool, pgshift: u32) {
-        let Some(pin) = self.vendor_pins.get_mut(&iova) else {
-            return;
+    /// Returns whether a charged page was released: the caller uncharges such pages with
+    /// [`Self::uncharge_pages`] (or not at all if they were never charged).
+    pub(crate) fn unpin_vendor_page(&mut self, iova: u64, tracking: bool, pgshift: u32) -> bool {
+        let Some(mut entry) = self.vendor_pins.find_mut(&iova) else {
+            return false;
         };
+        let pin = entry.get_mut();
         pin.refs -= 1;
         if pin.refs != 0 {
-            return;
+            return false;
         }
-        let Some(pin) = self.vendor_pins.remove(&iova) else {
-            return;
-        };
+        let pin = entry.remove();
         // SAFETY: The vendor pin was taken by `pin_vendor_page` and this was its last reference.
         unsafe { mm::unpin_pfns(pin.pfn, 1, self.prot.write) };
-        if !self.iommu_mapped && !pin.reserved {
-            let _ = self.owner.account(-1);
-            self.locked_pages -= 1;
-        }
         if tracking {
             let page = (iova - self.range.start) >> pgshift;
             if self.dirty.mark(page, page).is_err() {
@@ -312,6 +316,7 @@ impl DmaMapping {
                 self.all_dirty_once = true;
             }
         }
+        !self.iommu_mapped && !pin.reserved
     }
 
     /// Calls `f` for the page numbers in `lo..hi` (in `1 << pgshift` units) that are pinned by
@@ -427,20 +432,38 @@ fn unmap_unpin_range<'a>(
     }
 }
 
-/// The buffer for pinning, allocated once per request.
-pub(crate) struct PinBatch {
-    pfns: KVec<u64>,
+/// Pages of a batch small enough to live on the stack (256 bytes).
+const SMALL_BATCH_PAGES: usize = 32;
+
+/// The buffer for pinning, once per request: on the stack for small mappings, allocated for the
+/// others.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the inline variant is the point: small mappings pin without allocating"
+)]
+pub(crate) enum PinBatch {
+    /// Mappings of up to [`SMALL_BATCH_PAGES`] pages.
+    Small([u64; SMALL_BATCH_PAGES]),
+    /// Larger mappings: [`BATCH_PAGES`] pages at a time.
+    Large(KVec<u64>),
 }
 
 impl PinBatch {
-    /// Allocates the buffers for mappings of up to `size` bytes (at most [`BATCH_PAGES`] pages
-    /// per batch).
+    /// A buffer for mappings of up to `size` bytes.
     pub(crate) fn new(size: u64) -> Result<Self> {
-        let n = usize::try_from(size >> PAGE_SHIFT)
-            .unwrap_or(BATCH_PAGES)
-            .clamp(1, BATCH_PAGES);
-        let pfns = KVec::from_elem(0u64, n, GFP_KERNEL)?;
-        Ok(Self { pfns })
+        let pages = usize::try_from(size >> PAGE_SHIFT).unwrap_or(BATCH_PAGES);
+        if pages <= SMALL_BATCH_PAGES {
+            return Ok(Self::Small([0; SMALL_BATCH_PAGES]));
+        }
+        Ok(Self::Large(KVec::from_elem(0u64, pages.min(BATCH_PAGES), GFP_KERNEL)?))
+    }
+
+    /// The buffer.
+    fn pfns(&mut self) -> &mut [u64] {
+        match self {
+            Self::Small(a) => a,
+            Self::Large(v) => v,
+        }
     }
 }
 

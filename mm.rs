@@ -9,7 +9,7 @@
 
 use crate::bindings;
 use core::ptr::NonNull;
-use kernel::prelude::*;
+use kernel::{ffi, prelude::*};
 
 /// The page size of the CPU and the unit of pinning.
 pub(crate) const PAGE_SIZE: u64 = kernel::page::PAGE_SIZE as u64;
@@ -72,20 +72,11 @@ impl MmOwner {
         }
     }
 
-    /// Pins the page of the owner's memory at `vaddr` and returns its pfn.
-    pub(crate) fn pin_one(&self, vaddr: u64, write: bool) -> Result<u64> {
-        let mut page: *mut bindings::page = core::ptr::null_mut();
-        self.with_mm(|mm| {
-            // SAFETY: `mm` has a user reference for the call; `page` has room for one pointer.
-            let n = unsafe { bindings::vir_pin_user_pages(mm, vaddr as _, 1, write, &mut page) };
-            match n {
-                1 => Ok(()),
-                n if n < 0 => Err(Error::from_errno(n as i32)),
-                _ => Err(EFAULT),
-            }
-        })?;
-        // SAFETY: `page` is the page pinned just above.
-        Ok(unsafe { bindings::vir_page_to_pfn(page) } as u64)
+    /// Pins the page of the owner's memory at `vaddr`; returns its pfn and whether it is reserved.
+    pub(crate) fn pin_one(&self, vaddr: u64, write: bool) -> Result<(u64, bool)> {
+        let mut pfn = [0u64; 1];
+        let (_, reserved) = self.pin(vaddr, write, &mut pfn)?;
+        Ok((pfn[0], reserved != 0))
     }
 
     /// Runs `f` with the address space held alive (`mmget_not_zero`); `ESRCH` if it has exited.
@@ -124,18 +115,20 @@ impl MmOwner {
 
     /// Pins up to `pfns.len()` pages of the owner's memory from `vaddr` (for device writes if
     /// `write`) and stores their page frame numbers in `pfns`. Returns how many were pinned (at
-    /// least one), or the error of the first page.
+    /// least one) and how many of those are reserved pages, or the error of the first page.
     ///
     /// The caller owns the pins and must release them with [`unpin_pfns`].
-    pub(crate) fn pin(&self, vaddr: u64, write: bool, pfns: &mut [u64]) -> Result<usize> {
+    pub(crate) fn pin(&self, vaddr: u64, write: bool, pfns: &mut [u64]) -> Result<(usize, u64)> {
         let want = pfns.len();
-        // `pin_user_pages_remote()` fills the buffer with page pointers, which are then replaced
-        // by their pfns in place: one buffer, no second allocation.
-        let buf = pfns.as_mut_ptr().cast::<*mut bindings::page>();
+        let buf = pfns.as_mut_ptr();
+        let mut reserved: ffi::c_ulong = 0;
         let pinned = self.with_mm(|mm| {
-            // SAFETY: `mm` has a user reference for the call; `buf` has room for `want` page
-            // pointers (same size and alignment as `u64`, checked below).
-            let n = unsafe { bindings::vir_pin_user_pages(mm, vaddr as _, want as _, write, buf) };
+            // SAFETY: `mm` has a user reference for the call; `buf` has room for `want` entries,
+            // which the helper fills with page pointers and then pfns (same size, checked by the
+            // helper at build time).
+            let n = unsafe {
+                bindings::vir_pin_user_pfns(mm, vaddr as _, want as _, write, buf, &mut reserved)
+            };
             if n < 0 {
                 return Err(Error::from_errno(n as i32));
             }
@@ -144,22 +137,9 @@ impl MmOwner {
         if pinned == 0 || pinned > want {
             return Err(EFAULT);
         }
-        for (i, pfn) in pfns.iter_mut().take(pinned).enumerate() {
-            // SAFETY: Entry `i < pinned` holds a pinned page pointer written by
-            // `pin_user_pages_remote`; it is read before the slot is overwritten.
-            let page = unsafe { buf.add(i).read() };
-            // SAFETY: `page` is a pinned, hence live, page.
-            *pfn = unsafe { bindings::vir_page_to_pfn(page) } as u64;
-        }
-        Ok(pinned)
+        Ok((pinned, reserved as u64))
     }
 }
-
-// `MmOwner::pin` stores page pointers in a `u64` buffer.
-const _: () = assert!(
-    core::mem::size_of::<*mut bindings::page>() == core::mem::size_of::<u64>()
-        && core::mem::align_of::<*mut bindings::page>() <= core::mem::align_of::<u64>()
-);
 
 impl Drop for MmOwner {
     fn drop(&mut self) {
@@ -169,13 +149,6 @@ impl Drop for MmOwner {
             bindings::vir_mm_drop(self.mm.as_ptr());
         }
     }
-}
-
-/// Whether the page at `pfn` is reserved (not charged to locked memory, as in type1).
-pub(crate) fn pfn_is_reserved(pfn: u64) -> bool {
-    // SAFETY: Only called for pfns of pages we hold pinned (see the callers), whose `struct page`
-    // is therefore valid.
-    unsafe { bindings::vir_page_is_reserved(pfn_to_page(pfn)) }
 }
 
 /// Releases the pins of `npages` physically contiguous pages from `pfn`, marking them dirty if a

@@ -171,19 +171,27 @@ long vir_pin_user_pages(struct mm_struct *mm, unsigned long vaddr, unsigned long
 	return ret;
 }
 
-unsigned long vir_page_to_pfn(struct page *page)
+long vir_pin_user_pfns(struct mm_struct *mm, unsigned long vaddr, unsigned long npages,
+		       bool write, u64 *buf, unsigned long *nr_reserved)
 {
-	return page_to_pfn(page);
+	struct page **pages = (struct page **)buf;
+	long i, n;
+
+	BUILD_BUG_ON(sizeof(*pages) != sizeof(*buf));
+	n = vir_pin_user_pages(mm, vaddr, npages, write, pages);
+	for (i = 0; i < n; i++) {
+		struct page *page = pages[i];
+
+		if (PageReserved(page))
+			(*nr_reserved)++;
+		buf[i] = page_to_pfn(page);
+	}
+	return n;
 }
 
 struct page *vir_pfn_to_page(unsigned long pfn)
 {
 	return pfn_to_page(pfn);
-}
-
-bool vir_page_is_reserved(struct page *page)
-{
-	return PageReserved(page);
 }
 
 void vir_unpin_pfn_range(unsigned long pfn, unsigned long npages, bool dirty)

@@ -52,9 +52,13 @@ int vir_mm_lock_acct(struct task_struct *task, struct mm_struct *mm, bool lock_c
 /* Pinning user pages. */
 long vir_pin_user_pages(struct mm_struct *mm, unsigned long vaddr, unsigned long npages,
 			bool write, struct page **pages);
-unsigned long vir_page_to_pfn(struct page *page);
+/*
+ * vir_pin_user_pages() into @buf, then each page pointer replaced by its pfn in place; the number
+ * of reserved pages among them is added to @nr_reserved.
+ */
+long vir_pin_user_pfns(struct mm_struct *mm, unsigned long vaddr, unsigned long npages,
+		       bool write, u64 *buf, unsigned long *nr_reserved);
 struct page *vir_pfn_to_page(unsigned long pfn);
-bool vir_page_is_reserved(struct page *page);
 void vir_unpin_pfn_range(unsigned long pfn, unsigned long npages, bool dirty);
 
 /* Copies between a kernel buffer and @mm's memory at @vaddr (type1's dma_rw chunk). */
