@@ -5,6 +5,8 @@
 #   make demo     set up, build, boot the guest, show our backend serving a device's container
 #   make check    set up, build, boot the guest, run all tests: ends with "N passed, N failed"
 #   make bench    same-boot performance and memory comparison with type1 (bench/results/)
+#   make check-debug  the suite on a KASAN/lockdep/kmemleak kernel, plus fault injection, stress,
+#                 200k fuzzed ioctls and a kmemleak scan;  make fuzz: 1e6 fuzzed ioctls
 #   make          build the module against KDIR (default: the cached test kernel)
 #
 # KDIR=/path/to/kernel/build builds against another Rust-enabled 6.12 kernel build tree.
@@ -16,7 +18,7 @@ CLIPPY ?= 1
 # The cached test kernel, built on demand (build-kernel.sh prints its path).
 kdir = $(if $(KDIR),$(KDIR),$$(bash scripts/build-kernel.sh))
 
-.PHONY: all modules setup kernel guest check demo bench clean
+.PHONY: all modules setup kernel guest check check-debug fuzz demo bench clean
 
 all: modules
 
@@ -35,6 +37,14 @@ guest: modules
 
 check: setup
 	@bash scripts/check.sh $(KDIR)
+
+check-debug:
+	@bash scripts/setup.sh debug
+	@bash scripts/check-debug.sh
+
+fuzz:
+	@bash scripts/setup.sh debug
+	@bash scripts/check-debug.sh fuzz
 
 demo: setup
 	@bash scripts/demo.sh $(KDIR)

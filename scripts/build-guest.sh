@@ -15,16 +15,21 @@ modroot=$kdir/modroot/lib/modules/$release
 [ -d "$modroot" ] || die "$modroot missing: kernel build incomplete"
 
 stage "guest: building test binaries"
-rm -rf "$out/tests" "$out/tests-isolation"
-mkdir -p "$out/tests" "$out/tests-isolation"
+rm -rf "$out/tests" "$out/tests-isolation" "$out/tests-debug"
+mkdir -p "$out/tests" "$out/tests-isolation" "$out/tests-debug"
 cflags=(-static -O2 -g -Wall -Werror -D_GNU_SOURCE -I"$kdir/usr/include"
 	-I"$srctree/tools/testing/selftests" -I"$VIR_ROOT/tests")
-# tests/*_test.c run in the check boot, tests/isolation/*_test.c in the isolation boot.
-for src in "$VIR_ROOT"/tests/*_test.c "$VIR_ROOT"/tests/isolation/*_test.c; do
+# tests/*_test.c run in the check boot, tests/isolation/*_test.c in the isolation boot,
+# tests/debug/*_test.c (fault injection, stress, fuzzing) on the debug kernel.
+for src in "$VIR_ROOT"/tests/*_test.c "$VIR_ROOT"/tests/isolation/*_test.c \
+	"$VIR_ROOT"/tests/debug/*_test.c; do
 	name=$(basename "$src" .c)
 	dest=$out/tests
-	case $src in */isolation/*) dest=$out/tests-isolation ;; esac
-	run_logged "$VIR_LOGDIR/build-$name.log" gcc "${cflags[@]}" -o "$dest/$name" "$src" ||
+	case $src in
+	*/isolation/*) dest=$out/tests-isolation ;;
+	*/debug/*) dest=$out/tests-debug ;;
+	esac
+	run_logged "$VIR_LOGDIR/build-$name.log" gcc "${cflags[@]}" -pthread -o "$dest/$name" "$src" ||
 		die "building $name failed"
 done
 run_logged "$VIR_LOGDIR/build-bench.log" gcc "${cflags[@]}" -o "$out/vir-bench" \
@@ -35,13 +40,14 @@ if [ -f "$VIR_ROOT/tests/demo.c" ]; then
 fi
 
 stage "guest: building the test vendor driver (tests/mdev)"
-run_logged "$VIR_LOGDIR/build-vir_mdev.log" make -C "$kdir" M="$VIR_ROOT/tests/mdev" modules ||
+run_logged "$VIR_LOGDIR/build-vir_mdev.log" make -C "$kdir" $(kdir_make_flags "$kdir") \
+	M="$VIR_ROOT/tests/mdev" modules ||
 	die "building tests/mdev/vir_mdev.ko failed"
 
 stage "guest: building initramfs"
 root=$out/root
 rm -rf "$root"
-mkdir -p "$root"/{bin,dev,proc,sys,tmp,tests,tests-isolation,lib/modules}
+mkdir -p "$root"/{bin,dev,proc,sys,tmp,tests,tests-isolation,tests-debug,lib/modules}
 cp /bin/busybox "$root/bin/busybox"
 cp "$VIR_ROOT/tests/guest/init" "$root/init"
 cp "$VIR_ROOT/tests/guest/demo.sh" "$root/demo.sh"
@@ -49,6 +55,7 @@ cp "$VIR_ROOT/tests/guest/demo.sh" "$root/demo.sh"
 cp "$out/vir-bench" "$root/bin/vir-bench"
 cp "$out"/tests/* "$root/tests/"
 cp "$out"/tests-isolation/* "$root/tests-isolation/"
+cp "$out"/tests-debug/* "$root/tests-debug/"
 cp -a "$modroot" "$root/lib/modules/"
 rm -f "$root/lib/modules/$release"/{build,source}
 mkdir -p "$root/lib/modules/$release/extra"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # Build the test kernel (Debian linux-source-6.12 + scripts/kernel.config on top of tinyconfig) out of
-# tree, in a cache outside the clone keyed by kernel version, config fragment + this script, and rustc
-# version. A cache hit returns at once. Prints the build directory (KDIR) on stdout, and nothing
-# else: progress goes to stderr.
+# tree, in a cache outside the clone keyed by kernel version, config fragments and rustc version.
+# VIR_VARIANT=debug adds scripts/kernel-debug.config and builds with LLVM=-19. A cache hit returns
+# at once. Prints the build directory (KDIR) on stdout, and nothing else: progress goes to stderr.
 source "$(dirname "$0")/lib.sh"
 exec 3>&1 1>&2
 
@@ -28,15 +28,16 @@ fi
 
 rm -rf "$out"
 mkdir -p "$out"
-log=$VIR_LOGDIR/kernel-build.log
+log=$VIR_LOGDIR/kernel-build${VIR_VARIANT:+-$VIR_VARIANT}.log
+flags=$(kernel_make_flags)
 : >"$log"
 stage "kernel: configuring $(basename "$out") (log: $log)"
-kmake() { make -C "$src" O="$out" "$@"; }
+kmake() { make -C "$src" O="$out" $flags "$@"; }
 run_logged "$log.config" bash -c "
 	set -e
-	make -C '$src' O='$out' tinyconfig
-	'$src'/scripts/kconfig/merge_config.sh -m -O '$out' '$out/.config' '$VIR_ROOT/scripts/kernel.config'
-	make -C '$src' O='$out' olddefconfig" || die "kernel configuration failed"
+	make -C '$src' O='$out' $flags tinyconfig
+	'$src'/scripts/kconfig/merge_config.sh -m -O '$out' '$out/.config' $(kernel_fragments | tr '\n' ' ')
+	make -C '$src' O='$out' $flags olddefconfig" || die "kernel configuration failed"
 
 # Every option of the fragment must have survived olddefconfig (a missing dependency drops it silently).
 bad=0
@@ -51,15 +52,20 @@ while IFS= read -r line; do
 		printf 'error: kernel config: wanted "%s", got "%s"\n' "$want" "${got:-<absent>}" >&2
 		bad=1
 	fi
-done <"$VIR_ROOT/scripts/kernel.config"
+done < <(cat $(kernel_fragments) | awk '
+	# A later fragment overrides an earlier one: check the last word on each option.
+	/^CONFIG_/ { o = $0; sub(/=.*/, "", o); last[o] = $0; order[++n] = o; next }
+	/^# CONFIG_.* is not set/ { o = $2; last[o] = $0; order[++n] = o; next }
+	END { for (i = 1; i <= n; i++) if (!(order[i] in done)) { done[order[i]] = 1; print last[order[i]] } }')
 [ $bad = 0 ] || die "kernel config fragment not satisfied (see $log.config)"
 
 jobs=$(nproc)
-stage "kernel: building bzImage, modules and Rust metadata with -j$jobs (log: $log)"
+echo "$flags" >"$out/.vir-make-flags"
+stage "kernel: building bzImage, modules and Rust metadata with -j$jobs $flags (log: $log)"
 start=$(date +%s)
 kmake -j"$jobs" bzImage modules >"$log" 2>&1 &
 pid=$!
-expect=$(cat "$VIR_CACHE/kernel-objects.count" 2>/dev/null || echo "")
+expect=$(cat "$VIR_CACHE/kernel-objects${VIR_VARIANT:+-$VIR_VARIANT}.count" 2>/dev/null || echo "")
 while kill -0 $pid 2>/dev/null; do
 	sleep 20
 	n=$(grep -cE '^  (CC|RUSTC|AS|LD) ' "$log" || true)
@@ -73,7 +79,7 @@ if ! wait $pid; then
 	tail -n 20 "$log" | sed 's/^/       | /' >&2
 	exit 1
 fi
-grep -cE '^  (CC|RUSTC|AS|LD) ' "$log" >"$VIR_CACHE/kernel-objects.count" || true
+grep -cE '^  (CC|RUSTC|AS|LD) ' "$log" >"$VIR_CACHE/kernel-objects${VIR_VARIANT:+-$VIR_VARIANT}.count" || true
 
 run_logged "$log.headers" kmake headers_install INSTALL_HDR_PATH="$out/usr" ||
 	die "headers_install failed"

@@ -43,12 +43,37 @@ rustc_version() { rustc --version | awk '{print $2}'; }
 # Bump when build-kernel.sh changes what it produces, to invalidate cached kernels.
 VIR_KERNEL_BUILD_REV=1
 
-# Cache key of the kernel build: kernel version, config fragment, rustc version (and the build rev).
+# The test kernel variant: "" (the default kernel, GCC) or "debug" (KASAN, lockdep, kmemleak,
+# fault injection; clang/LLVM 19, which Rust needs for KASAN).
+VIR_VARIANT=${VIR_VARIANT:-}
+
+# Config fragments of the variant, in merge order.
+kernel_fragments() {
+	echo "$VIR_ROOT/scripts/kernel.config"
+	[ "$VIR_VARIANT" = debug ] && echo "$VIR_ROOT/scripts/kernel-debug.config"
+	return 0
+}
+
+# Extra make arguments of the variant (the compiler); also needed to build modules against it.
+kernel_make_flags() {
+	[ "$VIR_VARIANT" = debug ] && echo "LLVM=-19"
+	return 0
+}
+
+# Cache key of the kernel build: kernel version, config fragments, rustc version (and the build
+# rev); the debug variant's key also names it and its clang.
 kernel_key() {
 	local h
-	h=$({ cat "$VIR_ROOT/scripts/kernel.config"; echo "rev $VIR_KERNEL_BUILD_REV"; } | sha256sum | cut -c1-12)
-	printf '%s-%s-rustc%s' "$(kernel_version)" "$h" "$(rustc_version)"
+	h=$({ cat $(kernel_fragments); echo "rev $VIR_KERNEL_BUILD_REV"; } | sha256sum | cut -c1-12)
+	if [ "$VIR_VARIANT" = debug ]; then
+		printf '%s-debug-%s-rustc%s-clang19' "$(kernel_version)" "$h" "$(rustc_version)"
+	else
+		printf '%s-%s-rustc%s' "$(kernel_version)" "$h" "$(rustc_version)"
+	fi
 }
+
+# The make arguments a kernel build directory needs for module builds (LLVM=-19 for the debug one).
+kdir_make_flags() { cat "$1/.vir-make-flags" 2>/dev/null || true; }
 
 kernel_srcdir() { printf '%s/src/linux-%s' "$VIR_CACHE" "$(kernel_version)"; }
 kernel_builddir() { printf '%s/kernel/%s' "$VIR_CACHE" "$(kernel_key)"; }

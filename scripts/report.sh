@@ -8,8 +8,9 @@
 set -uo pipefail
 [ $# -ge 1 ] || { echo "usage: report.sh BOOT_DIR..." >&2; exit 2; }
 
-# A guest splat: oops, BUG, WARN, KASAN, lockdep, UBSAN, a Rust panic, a hung task, a panic.
-splat_re='Oops|BUG:|kernel BUG|WARNING:|KASAN|UBSAN|lockdep|possible recursive locking|circular locking|inconsistent lock state|sleeping function called from invalid context|general protection fault|rust_panic|panicked at|Kernel panic|hung_task|blocked for more than|Call Trace:'
+# A guest splat: oops, BUG, WARN, KASAN, lockdep, UBSAN, a Rust panic, a hung task, a panic, a
+# kmemleak report.
+splat_re='Oops|BUG:|kernel BUG|WARNING:|KASAN|UBSAN|lockdep|possible recursive locking|circular locking|inconsistent lock state|sleeping function called from invalid context|general protection fault|rust_panic|panicked at|Kernel panic|hung_task|blocked for more than|Call Trace:|suspected memory leak|unreferenced object'
 
 taps=()
 for d in "$@"; do taps+=("$d/tap.log"); done

@@ -6,7 +6,8 @@
 # uses KVM.
 # Usage: run-guest.sh KDIR MODE [TIMEOUT_SECONDS]
 #   MODE: check (the suite), demo (make demo), isolation (the IOMMU without interrupt remapping),
-#         bench (make bench)
+#         bench (make bench), debug (make check-debug, on the debug kernel), fuzz (make fuzz)
+# VIR_GUEST_ENV="NAME=VALUE ..." exports variables to the guest's tests.
 source "$(dirname "$0")/lib.sh"
 
 kdir=${1:?usage: run-guest.sh KDIR MODE}
@@ -34,7 +35,7 @@ cmd=(qemu-system-x86_64
 	-display none -monitor none -no-reboot
 	-serial "file:$console" -serial "file:$tap"
 	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$VIR_ROOT/out/guest/initramfs.cpio.gz"
-	-append "console=ttyS0 intel_iommu=on oops=panic panic=-1 vir.mode=$mode")
+	-append "console=ttyS0 intel_iommu=on oops=panic panic=-1 vir.mode=$mode $(for v in ${VIR_GUEST_ENV:-}; do printf 'vir.env.%s ' "$v"; done)")
 
 stage "guest: booting ($accel, mode $mode, limit ${limit}s; console: $console)"
 start=$(date +%s)

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # Install what the project needs on a Debian 12 machine: idempotent, quiet when already done.
 #   Debian packages (as root), rustup's rust-src component, bindgen-cli 0.69.5 from crates.io.
-# Usage: setup.sh [bench]   (bench: also what `make bench` needs for its plot)
+# Usage: setup.sh [bench|debug]   (bench: also what `make bench` needs for its plot; debug: clang
+# and LLVM 19 for the debug kernel)
 source "$(dirname "$0")/lib.sh"
 
 DEB_PACKAGES=(
@@ -11,6 +12,7 @@ DEB_PACKAGES=(
 	gcc make xz-utils zstd pahole python3 rsync
 )
 [ "${1:-}" = bench ] && DEB_PACKAGES+=(python3-matplotlib)
+[ "${1:-}" = debug ] && DEB_PACKAGES+=(clang-19 lld-19 llvm-19)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
