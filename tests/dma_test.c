@@ -409,10 +409,14 @@ TEST_F(dma, get_info)
 		  ((struct vfio_iommu_type1_info *)buf)->cap_offset);
 	EXPECT_EQ(0xa5, (unsigned char)buf[needed]); /* nothing written past argsz */
 
+	/* No kernel byte reaches userspace uninitialised: the header's pad is 0. */
+	EXPECT_EQ(0, ((struct vfio_iommu_type1_info *)buf)->pad);
 	avail = (void *)find_cap(buf, needed, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, &idx);
 	ASSERT_NE(NULL, avail);
 	EXPECT_EQ(1, avail->header.version);
 	EXPECT_EQ(65535, avail->avail);
+	/* The capability is 12 bytes, padded to 16 with zeros (the buffer was 0xa5 before). */
+	EXPECT_EQ(0, *(__u32 *)((char *)avail + 12));
 	ranges = (void *)find_cap(buf, needed, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, &idx);
 	ASSERT_NE(NULL, ranges);
 	EXPECT_EQ(0, ranges->header.next);	/* last in the chain */
@@ -435,6 +439,9 @@ TEST_F(dma, get_info)
 	EXPECT_EQ(0, mig->flags);
 	EXPECT_EQ(PAGE, mig->pgsize_bitmap);
 	EXPECT_EQ(256ULL << 20, mig->max_dirty_bitmap_size);
+	/* The hole after flags is zeroed too. */
+	EXPECT_EQ(0, *(__u32 *)((char *)mig + 12));
+	EXPECT_EQ(0, ranges->reserved);
 	RECORD("get_info", "%s.argsz %u", variant->name, needed);
 
 	/* Each mapping uses one DMA_AVAIL slot. */
