@@ -10,7 +10,7 @@ set -uo pipefail
 
 # A guest splat: oops, BUG, WARN, KASAN, lockdep, UBSAN, a Rust panic, a hung task, a panic, a
 # kmemleak report.
-splat_re='Oops|BUG:|kernel BUG|WARNING:|KASAN|UBSAN|lockdep|possible recursive locking|circular locking|inconsistent lock state|sleeping function called from invalid context|general protection fault|rust_panic|panicked at|Kernel panic|hung_task|blocked for more than|Call Trace:|suspected memory leak|unreferenced object'
+splat_re='Oops|BUG:|kernel BUG|WARNING:|UBSAN:|INFO: (possible|task|trying|inconsistent|lockdep)|DEBUG_LOCKS_WARN_ON|suspicious RCU usage|general protection fault|rust_panic|panicked at|Kernel panic|blocked for more than|Call Trace:|suspected memory leak|unreferenced object'
 
 taps=()
 for d in "$@"; do taps+=("$d/tap.log"); done

@@ -85,7 +85,19 @@ static unsigned int any_argsz(unsigned int good)
 	return (unsigned int)pick(v, sizeof(v) / sizeof(v[0]));
 }
 
-TEST(fuzz)
+FIXTURE(long_running) {
+	int unused;
+};
+
+FIXTURE_SETUP(long_running)
+{
+}
+
+FIXTURE_TEARDOWN(long_running)
+{
+}
+
+TEST_F_TIMEOUT(long_running, fuzz, 3600)
 {
 	const char *e;
 	unsigned long long seed = (e = getenv("VIR_FUZZ_SEED")) ? strtoull(e, NULL, 0) : 0x20201125;

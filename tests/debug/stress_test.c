@@ -169,7 +169,19 @@ static void *killer(void *arg)
 	return NULL;
 }
 
-TEST(stress)
+FIXTURE(long_running) {
+	int unused;
+};
+
+FIXTURE_SETUP(long_running)
+{
+}
+
+FIXTURE_TEARDOWN(long_running)
+{
+}
+
+TEST_F_TIMEOUT(long_running, stress, 3600)
 {
 	const char *s = getenv("VIR_STRESS_SECONDS");
 	int seconds = s ? atoi(s) : 20, group, mdev_group, i;

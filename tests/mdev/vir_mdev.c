@@ -25,6 +25,11 @@ struct vir_pin {
 	struct page **pages;
 };
 
+/*
+ * Locking: m->lock protects the pin records and the knobs only. It is never held while calling
+ * into VFIO (vfio_pin_pages, vfio_unpin_pages, vfio_dma_rw), because the container may call
+ * dma_unmap, which takes it, while holding its own locks (type1 holds its device list lock).
+ */
 struct vir_mdev {
 	struct vfio_device vdev;
 	struct mutex lock;		/* protects pins, misbehave */
@@ -52,6 +57,7 @@ static long held_pages(struct vir_mdev *m)
 	return n;
 }
 
+/* Unpins and frees a record that is on no list any more. */
 static void vir_unpin(struct vir_mdev *m, struct vir_pin *p)
 {
 	int done;
@@ -59,9 +65,19 @@ static void vir_unpin(struct vir_mdev *m, struct vir_pin *p)
 	for (done = 0; done < p->npages; done += VFIO_PIN_PAGES_MAX_ENTRIES)
 		vfio_unpin_pages(&m->vdev, p->iova + (u64)done * PAGE_SIZE,
 				 min_t(int, p->npages - done, VFIO_PIN_PAGES_MAX_ENTRIES));
-	list_del(&p->next);
 	kvfree(p->pages);
 	kfree(p);
+}
+
+/* Unpins and frees the records of @list. */
+static void vir_unpin_list(struct vir_mdev *m, struct list_head *list)
+{
+	struct vir_pin *p, *tmp;
+
+	list_for_each_entry_safe(p, tmp, list, next) {
+		list_del(&p->next);
+		vir_unpin(m, p);
+	}
 }
 
 static int vir_pin(struct vir_mdev *m, struct vir_mdev_cmd *cmd)
@@ -88,14 +104,11 @@ static int vir_pin(struct vir_mdev *m, struct vir_mdev_cmd *cmd)
 				     prot, p->pages + done);
 		if (ret <= 0) {
 			p->npages = done;
-			INIT_LIST_HEAD(&p->next);
-			list_add(&p->next, &m->pins);
 			vir_unpin(m, p);
 			return ret ? ret : -EFAULT;
 		}
 	}
 	p->npages = done;
-	list_add(&p->next, &m->pins);
 	if (write) {
 		/* The device writes every page it pinned. */
 		for (i = 0; i < p->npages; i++) {
@@ -105,6 +118,9 @@ static int vir_pin(struct vir_mdev *m, struct vir_mdev_cmd *cmd)
 			kunmap_local(va);
 		}
 	}
+	mutex_lock(&m->lock);
+	list_add(&p->next, &m->pins);
+	mutex_unlock(&m->lock);
 	return 0;
 }
 
@@ -141,39 +157,48 @@ static long vir_ioctl(struct vfio_device *vdev, unsigned int op, unsigned long a
 		return -ENOTTY;
 	if (copy_from_user(&cmd, (void __user *)arg, sizeof(cmd)))
 		return -EFAULT;
-	mutex_lock(&m->lock);
 	switch (op) {
 	case VIR_MDEV_PIN:
 		ret = vir_pin(m, &cmd);
+		mutex_lock(&m->lock);
 		cmd.out = held_pages(m);
+		mutex_unlock(&m->lock);
 		break;
-	case VIR_MDEV_UNPIN:
-		ret = -ENOENT;
+	case VIR_MDEV_UNPIN: {
+		struct vir_pin *found = NULL;
+
+		mutex_lock(&m->lock);
 		list_for_each_entry_safe(p, tmp, &m->pins, next) {
 			if (p->iova == cmd.iova && p->npages == cmd.count) {
-				vir_unpin(m, p);
-				ret = 0;
+				list_del(&p->next);
+				found = p;
 				break;
 			}
 		}
+		mutex_unlock(&m->lock);
+		ret = found ? 0 : -ENOENT;
+		if (found)
+			vir_unpin(m, found);
 		break;
+	}
 	case VIR_MDEV_WRITE:
 	case VIR_MDEV_READ:
-		mutex_unlock(&m->lock);
 		ret = vir_rw(m, &cmd, op == VIR_MDEV_WRITE);
-		mutex_lock(&m->lock);
 		break;
 	case VIR_MDEV_MISBEHAVE:
+		mutex_lock(&m->lock);
 		m->misbehave = cmd.value;
+		mutex_unlock(&m->lock);
 		break;
 	case VIR_MDEV_STATS:
+		mutex_lock(&m->lock);
 		cmd.out = atomic64_read(&m->notifications);
 		cmd.count = held_pages(m);
+		mutex_unlock(&m->lock);
 		break;
 	default:
 		ret = -ENOTTY;
 	}
-	mutex_unlock(&m->lock);
 	if (!ret && copy_to_user((void __user *)arg, &cmd, sizeof(cmd)))
 		ret = -EFAULT;
 	return ret;
@@ -184,6 +209,7 @@ static void vir_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length)
 {
 	struct vir_mdev *m = container_of(vdev, struct vir_mdev, vdev);
 	struct vir_pin *p, *tmp;
+	LIST_HEAD(unpin);
 
 	atomic64_inc(&m->notifications);
 	mutex_lock(&m->lock);
@@ -192,30 +218,35 @@ static void vir_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length)
 			u64 end = p->iova + (u64)p->npages * PAGE_SIZE;
 
 			if (p->iova < iova + length && end > iova)
-				vir_unpin(m, p);
+				list_move(&p->next, &unpin);
 		}
 	}
 	mutex_unlock(&m->lock);
+	vir_unpin_list(m, &unpin);
 }
 
 static void vir_close_device(struct vfio_device *vdev)
 {
 	struct vir_mdev *m = container_of(vdev, struct vir_mdev, vdev);
 	struct vir_pin *p, *tmp;
+	int misbehave;
+	LIST_HEAD(pins);
 
 	mutex_lock(&m->lock);
-	list_for_each_entry_safe(p, tmp, &m->pins, next) {
-		if (m->misbehave == 2) {
-			/* Walk away from the pins: the container must clean up. */
-			list_del(&p->next);
-			kvfree(p->pages);
-			kfree(p);
-			continue;
-		}
-		vir_unpin(m, p);
-	}
+	list_splice_init(&m->pins, &pins);
+	misbehave = m->misbehave;
 	m->misbehave = 0;
 	mutex_unlock(&m->lock);
+	if (misbehave != 2) {
+		vir_unpin_list(m, &pins);
+		return;
+	}
+	/* Walk away from the pins: the container must clean up. */
+	list_for_each_entry_safe(p, tmp, &pins, next) {
+		list_del(&p->next);
+		kvfree(p->pages);
+		kfree(p);
+	}
 }
 
 static int vir_init_dev(struct vfio_device *vdev)
