@@ -566,11 +566,21 @@ impl Container {
     /// invalidated). With `bitmap` (`VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP`), the dirty bits of
     /// every mapping removed are written first; if that fails, nothing is removed.
     ///
+    /// `commit` runs once everything is checked, right before the first mapping is changed; its
+    /// error aborts the unmap with nothing changed (the ioctl layer checks there that it can write
+    /// the result back, so that a bad user pointer does not leave an unmap half-reported).
+    ///
     /// Mappings with pages pinned by vendor drivers are unmapped only once the drivers, notified
     /// through `dma_unmap`, have unpinned them. A driver that does not is notified again, up to
     /// [`NOTIFY_RETRIES`] times for the same mapping, then the unmap fails with `EBUSY` and
     /// changes nothing (type1 `BUG()`s there).
-    pub(crate) fn unmap(&self, req: &UnmapRequest, bitmap: Option<&UserBitmap>) -> Result<u64> {
+    pub(crate) fn unmap(
+        &self,
+        req: &UnmapRequest,
+        bitmap: Option<&UserBitmap>,
+        commit: impl FnOnce() -> Result,
+    ) -> Result<u64> {
+        let mut commit = Some(commit);
         let mut last_notified = None;
         let mut retries = 0u32;
         loop {
@@ -609,6 +619,9 @@ impl Container {
                 inner.check_no_bisect(&range)?;
             }
             if req.vaddr {
+                if let Some(commit) = commit.take() {
+                    commit()?;
+                }
                 return Self::invalidate_vaddrs(inner, self.version, &range);
             }
             let keys = inner.keys_in(self.version, &range)?;
@@ -640,6 +653,9 @@ impl Container {
 
             if let Some(b) = bitmap {
                 inner.write_dirty_bits(&keys, req.iova, b)?;
+            }
+            if let Some(commit) = commit.take() {
+                commit()?;
             }
             let mut unmapped = 0u64;
             for &key in keys.iter() {

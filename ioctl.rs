@@ -167,6 +167,9 @@ fn unmap_dma(container: &Container, arg: UserPtr) -> Result {
     } else {
         None
     };
+    // Before anything is unmapped, make sure the result can be written back (type1 unmaps, then
+    // fails with EFAULT having reported nothing): rewrite the header as it is.
+    let probe = || UserSlice::new(arg, minsz).writer().write(&unmap_copy(&unmap));
     let size = container.unmap(
         &UnmapRequest {
             iova: unmap.iova,
@@ -175,9 +178,21 @@ fn unmap_dma(container: &Container, arg: UserPtr) -> Result {
             vaddr,
         },
         bitmap.as_ref(),
+        probe,
     )?;
     unmap.size = size;
     writer.write(&unmap)
+}
+
+/// A copy of an unmap header (the generated struct is not `Copy` because of its flexible array).
+fn unmap_copy(u: &bindings::vfio_iommu_type1_dma_unmap) -> bindings::vfio_iommu_type1_dma_unmap {
+    bindings::vfio_iommu_type1_dma_unmap {
+        argsz: u.argsz,
+        flags: u.flags,
+        iova: u.iova,
+        size: u.size,
+        data: Default::default(),
+    }
 }
 
 /// `VFIO_IOMMU_DIRTY_PAGES` (v2 containers only): exactly one of START, STOP, GET_BITMAP.

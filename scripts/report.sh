@@ -24,7 +24,7 @@ summary=$(cat "${taps[@]}" 2>/dev/null | awk '
 		lines = lines sprintf("    %-34s %3d passed, %d failed\n", cur, npass, nfail)
 		cur = ""
 	}
-	/^# VIR-RUN / { flush(); cur = $3 " [" $4 "]"; npass = 0; nfail = 0; rc = "none"; next }
+	/^# VIR-RUN / { flush(); cur = $3 " [" $4 "]"; ran[$3, $4] = 1; npass = 0; nfail = 0; rc = "none"; next }
 	/^# VIR-EXIT / { rc = $5; next }
 	/^# VIR-DONE/ { next }
 	cur != "" && /^# RECORD / {
@@ -45,6 +45,9 @@ summary=$(cat "${taps[@]}" 2>/dev/null | awk '
 		flush()
 		ncmp = 0; ndiff = 0
 		for (key in seen) {
+			# Only binaries that ran against both backends are compared.
+			split(key, kp, " ")
+			if (!((kp[1], "type1") in ran) || !((kp[1], "rust") in ran)) continue
 			ncmp++
 			if (!((key, "t") in rec) || !((key, "r") in rec) || rec[key, "t"] != rec[key, "r"]) {
 				ndiff++; failed++

@@ -206,6 +206,33 @@ TEST_F(dma, unmap_errors)
 	EXPECT_EQ(EEXIST, dma_map(self->container, IOVA, B(0), 4 * PAGE, RW));
 }
 
+/*
+ * An unmap whose argument cannot be written back (read-only memory): EFAULT from both. type1 has
+ * unmapped by then and cannot report it; we check first and unmap nothing (status.rst).
+ */
+TEST_F(dma, unmap_result_unwritable)
+{
+	struct vfio_iommu_type1_dma_unmap *u = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+						    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int err;
+
+	ASSERT_NE(MAP_FAILED, u);
+	ASSERT_EQ(0, dma_map(self->container, IOVA, B(0), 4 * PAGE, RW));
+	u->argsz = sizeof(*u);
+	u->iova = IOVA;
+	u->size = 4 * PAGE;
+	ASSERT_EQ(0, mprotect(u, PAGE, PROT_READ));
+	err = vfio_errno(ioctl(self->container, VFIO_IOMMU_UNMAP_DMA, u));
+	EXPECT_EQ(EFAULT, err);
+	RECORD("unmap_result_unwritable", "%s.errno %d", variant->name, err);
+	err = dma_map(self->container, IOVA, B(0), 4 * PAGE, RW);
+	if (self->backend == BACKEND_TYPE1) {
+		EXPECT_EQ(0, err);	/* it was unmapped */
+	} else {
+		EXPECT_EQ(EEXIST, err);	/* nothing was unmapped */
+	}
+}
+
 /* Unmap with a dirty bitmap while dirty tracking is off: refused, mapping kept. */
 TEST_F(dma, unmap_bitmap_without_tracking)
 {

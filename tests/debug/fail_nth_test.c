@@ -239,8 +239,12 @@ static void check_usable(struct __test_metadata *_metadata, struct env *e)
 {
 	struct vir_mdev_cmd cmd = { .iova = IOVA + 32 * PAGE, .count = 2 };
 	__u64 size;
+	int err;
 
 	dma_unmap(e->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, NULL);
+	/* The operation may have unmapped the vendor device's memory: then it maps again. */
+	err = dma_map(e->mdev_container, IOVA, (uintptr_t)e->buf, 64 * PAGE, RW);
+	EXPECT_TRUE(err == 0 || err == EEXIST);
 	EXPECT_EQ(0, dma_map(e->container, 0x4000000, (uintptr_t)e->buf, 2 * PAGE, RW));
 	EXPECT_EQ(0, dma_unmap(e->container, 0x4000000, 2 * PAGE, 0, &size));
 	EXPECT_EQ(0, vfio_errno(ioctl(e->dev, VIR_MDEV_PIN, &cmd)));

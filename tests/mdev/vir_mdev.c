@@ -215,9 +215,10 @@ static void vir_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length)
 	mutex_lock(&m->lock);
 	if (!m->misbehave) {
 		list_for_each_entry_safe(p, tmp, &m->pins, next) {
-			u64 end = p->iova + (u64)p->npages * PAGE_SIZE;
+			/* Inclusive ends: a range may end at the top of the address space. */
+			u64 last = p->iova + (u64)p->npages * PAGE_SIZE - 1;
 
-			if (p->iova < iova + length && end > iova)
+			if (length && p->iova <= iova + (length - 1) && last >= iova)
 				list_move(&p->next, &unpin);
 		}
 	}
