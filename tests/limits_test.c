@@ -64,6 +64,48 @@ TEST(rlimit_memlock)
 	EXPECT_EQ(pins, pins_outstanding());
 }
 
+/*
+ * An unprivileged user given a group (its device node chowned to the user) can use it, and can
+ * pin no more than its RLIMIT_MEMLOCK.
+ */
+TEST(unprivileged_user)
+{
+	char node[64];
+	int status;
+	pid_t pid;
+
+	snprintf(node, sizeof(node), "/dev/vfio/%d", env_int("VFIO_TEST_GROUP"));
+	ASSERT_EQ(0, chown(node, 1000, 1000));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		struct rlimit lim = { 16 * PAGE, 16 * PAGE };
+		char *buf = alloc_pages(32);
+		int container, group;
+
+		if (!buf || setrlimit(RLIMIT_MEMLOCK, &lim) || setgid(1000) || setuid(1000))
+			_exit(10);
+		if (getuid() != 1000 || geteuid() != 1000)
+			_exit(11);
+		if (open_container(env_int("VFIO_TEST_GROUP"), VFIO_TYPE1v2_IOMMU, &container, &group))
+			_exit(12);
+		if (dma_map(container, IOVA, (uintptr_t)buf, 16 * PAGE, RW))
+			_exit(13);
+		if (locked_vm_kb() != 64)
+			_exit(14);
+		if (dma_map(container, IOVA + 16 * PAGE, (uintptr_t)buf + 16 * PAGE, PAGE, RW) != ENOMEM)
+			_exit(15);
+		/* A root-only operation stays refused: loading a module. */
+		if (syscall(SYS_delete_module, "vfio_iommu_type1", O_NONBLOCK) != -1 || errno != EPERM)
+			_exit(16);
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_EQ(0, chown(node, 0, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status));
+}
+
 TEST(dma_entry_limit)
 {
 	const char *module = backend_module(vfio_backend());
