@@ -209,7 +209,7 @@ impl UserBitmap {
 const _: () = assert!(cfg!(target_endian = "little"));
 
 /// Sets bits `first..end` of the little-endian bitmap `bytes`.
-fn set_bits(bytes: &mut [u8], first: u64, end: u64) {
+pub(crate) fn set_bits(bytes: &mut [u8], first: u64, end: u64) {
     let mut bit = first;
     while bit < end && bit % 8 != 0 {
         bytes[(bit / 8) as usize] |= 1 << (bit % 8);

@@ -17,6 +17,8 @@ mod driver;
 mod group;
 mod ioctl;
 mod iova;
+#[cfg(CONFIG_KUNIT)]
+mod kunit_tests;
 mod mm;
 mod params;
 mod vendor;
