@@ -6,10 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 
 kdir=${1:-$(bash "$VIR_ROOT/scripts/build-kernel.sh")}
-stage "module: building against $kdir"
-run_logged "$VIR_LOGDIR/module-build.log" make -C "$kdir" $(kdir_make_flags "$kdir") M="$VIR_ROOT" modules ||
-	die "module build failed"
-bash "$VIR_ROOT/scripts/build-guest.sh" "$kdir"
+build_module_and_guest "$kdir"
 bash "$VIR_ROOT/scripts/run-guest.sh" "$kdir" bench "${VIR_BENCH_TIMEOUT:-3000}" || true
 tap=$VIR_ROOT/out/guest/bench/tap.log
 if ! grep -q '^BENCH-DONE' "$tap"; then

@@ -10,11 +10,7 @@ mode=debug
 [ "${1:-}" = fuzz ] && mode=fuzz
 export VIR_VARIANT=debug
 kdir=$(bash "$VIR_ROOT/scripts/build-kernel.sh")
-flags=$(kdir_make_flags "$kdir")
-stage "module: building against $kdir ($flags, CLIPPY=1)"
-run_logged "$VIR_LOGDIR/module-build-debug.log" make -C "$kdir" $flags M="$VIR_ROOT" CLIPPY=1 modules ||
-	die "module build failed"
-bash "$VIR_ROOT/scripts/build-guest.sh" "$kdir"
+build_module_and_guest "$kdir" CLIPPY=1
 if [ $mode = fuzz ]; then
 	export VIR_GUEST_ENV="VIR_FUZZ_CALLS=${VIR_FUZZ_CALLS:-1000000} VIR_FUZZ_SECONDS=${VIR_FUZZ_SECONDS:-2400} ${VIR_FUZZ_SEED:+VIR_FUZZ_SEED=$VIR_FUZZ_SEED}"
 else

@@ -5,10 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 
 kdir=${1:-$(bash "$VIR_ROOT/scripts/build-kernel.sh")}
-stage "module: building against $kdir (CLIPPY=1, warnings are errors)"
-run_logged "$VIR_LOGDIR/module-build.log" make -C "$kdir" $(kdir_make_flags "$kdir") M="$VIR_ROOT" CLIPPY=1 modules ||
-	die "module build failed"
-bash "$VIR_ROOT/scripts/build-guest.sh" "$kdir"
+build_module_and_guest "$kdir" CLIPPY=1
 # Two boots: the suite, and a guest whose IOMMU has no interrupt remapping (isolation checks).
 bash "$VIR_ROOT/scripts/run-guest.sh" "$kdir" check "${VIR_GUEST_TIMEOUT:-900}" || true
 bash "$VIR_ROOT/scripts/run-guest.sh" "$kdir" isolation 300 || true

@@ -75,5 +75,17 @@ kernel_key() {
 # The make arguments a kernel build directory needs for module builds (LLVM=-19 for the debug one).
 kdir_make_flags() { cat "$1/.vir-make-flags" 2>/dev/null || true; }
 
+# build_module_and_guest KDIR [ARGS...]: our module against KDIR (with its make flags and ARGS,
+# e.g. CLIPPY=1), then the guest (tests, vendor driver, initramfs).
+build_module_and_guest() {
+	local kdir=$1 flags
+	shift
+	flags=$(echo $(kdir_make_flags "$kdir") "$@")
+	stage "module: building against $kdir${flags:+ ($flags)}"
+	run_logged "$VIR_LOGDIR/module-build.log" make -C "$kdir" $flags M="$VIR_ROOT" modules ||
+		die "module build failed"
+	bash "$VIR_ROOT/scripts/build-guest.sh" "$kdir"
+}
+
 kernel_srcdir() { printf '%s/src/linux-%s' "$VIR_CACHE" "$(kernel_version)"; }
 kernel_builddir() { printf '%s/kernel/%s' "$VIR_CACHE" "$(kernel_key)"; }
