@@ -266,6 +266,11 @@ impl DmaMapping {
         let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
         let vaddr = self.vaddr + (iova - self.range.start);
         let (pfn, reserved) = self.owner.pin_one(vaddr, self.prot.write)?;
+        // Vendor drivers get `struct page`s: MMIO (peer-to-peer mappings) is refused, as in type1.
+        // Nothing was pinned for it.
+        if !mm::pfn_valid(pfn) {
+            return Err(EINVAL);
+        }
         let pin = VendorPin {
             pfn,
             refs: 1,

@@ -115,7 +115,9 @@ impl MmOwner {
 
     /// Pins up to `pfns.len()` pages of the owner's memory from `vaddr` (for device writes if
     /// `write`) and stores their page frame numbers in `pfns`. Returns how many were pinned (at
-    /// least one) and how many of those are reserved pages, or the error of the first page.
+    /// least one) and how many of those are reserved pages, or the error of the first page. At a
+    /// `VM_PFNMAP` address (another device's BAR, for peer-to-peer DMA) it returns that one MMIO
+    /// pfn, counted as reserved: as in type1, such pfns are neither pinned nor charged.
     ///
     /// The caller owns the pins and must release them with [`unpin_pfns`].
     pub(crate) fn pin(&self, vaddr: u64, write: bool, pfns: &mut [u64]) -> Result<(usize, u64)> {
@@ -193,6 +195,12 @@ impl MmOwner {
         };
         kernel::error::to_result(ret)
     }
+}
+
+/// Whether `pfn` is memory with a `struct page` (not MMIO).
+pub(crate) fn pfn_valid(pfn: u64) -> bool {
+    // SAFETY: Only looks the pfn up in the memory map.
+    unsafe { bindings::vir_pfn_valid(pfn as _) }
 }
 
 /// The `struct page` of `pfn`, for handing pinned pages to a vendor driver.

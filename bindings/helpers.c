@@ -157,36 +157,92 @@ int vir_mm_lock_acct(struct task_struct *task, struct mm_struct *mm, bool lock_c
 	return ret;
 }
 
-/* The pinning step of type1's vaddr_get_pfns(), for memory with struct pages. */
-long vir_pin_user_pages(struct mm_struct *mm, unsigned long vaddr, unsigned long npages,
-			bool write, struct page **pages)
+/* type1's is_invalid_reserved_pfn(): memory we neither pin nor charge (MMIO, reserved pages). */
+static bool vir_pfn_invalid_or_reserved(unsigned long pfn)
 {
-	unsigned int flags = FOLL_LONGTERM | (write ? FOLL_WRITE : 0);
-	long ret;
+	return !pfn_valid(pfn) || PageReserved(pfn_to_page(pfn));
+}
 
-	mmap_read_lock(mm);
-	vaddr = untagged_addr_remote(mm, vaddr);
-	ret = pin_user_pages_remote(mm, vaddr, npages, flags, pages, NULL);
-	mmap_read_unlock(mm);
+/* type1's follow_fault_pfn(): the pfn of a VM_PFNMAP mapping at @vaddr, faulting it in. */
+static int vir_follow_fault_pfn(struct vm_area_struct *vma, struct mm_struct *mm,
+				unsigned long vaddr, unsigned long *pfn, bool write)
+{
+	struct follow_pfnmap_args args = { .vma = vma, .address = vaddr };
+	int ret;
+
+	ret = follow_pfnmap_start(&args);
+	if (ret) {
+		bool unlocked = false;
+
+		ret = fixup_user_fault(mm, vaddr, FAULT_FLAG_REMOTE | (write ? FAULT_FLAG_WRITE : 0),
+				       &unlocked);
+		if (unlocked)
+			return -EAGAIN;
+		if (ret)
+			return ret;
+		ret = follow_pfnmap_start(&args);
+		if (ret)
+			return ret;
+	}
+	if (write && !args.writable)
+		ret = -EFAULT;
+	else
+		*pfn = args.pfn;
+	follow_pfnmap_end(&args);
 	return ret;
 }
 
+/*
+ * type1's vaddr_get_pfns(): pin pages; if @vaddr has none, and its mapping is VM_PFNMAP (such as
+ * another device's BAR, for peer-to-peer DMA), take its first pfn if it is MMIO or reserved memory,
+ * which is neither pinned nor charged.
+ */
 long vir_pin_user_pfns(struct mm_struct *mm, unsigned long vaddr, unsigned long npages,
 		       bool write, u64 *buf, unsigned long *nr_reserved)
 {
+	unsigned int flags = FOLL_LONGTERM | (write ? FOLL_WRITE : 0);
 	struct page **pages = (struct page **)buf;
+	struct vm_area_struct *vma;
+	unsigned long pfn;
 	long i, n;
 
 	BUILD_BUG_ON(sizeof(*pages) != sizeof(*buf));
-	n = vir_pin_user_pages(mm, vaddr, npages, write, pages);
-	for (i = 0; i < n; i++) {
-		struct page *page = pages[i];
+	mmap_read_lock(mm);
+	vaddr = untagged_addr_remote(mm, vaddr);
+	n = pin_user_pages_remote(mm, vaddr, npages, flags, pages, NULL);
+	if (n > 0) {
+		for (i = 0; i < n; i++) {
+			struct page *page = pages[i];
 
-		if (PageReserved(page))
-			(*nr_reserved)++;
-		buf[i] = page_to_pfn(page);
+			if (PageReserved(page))
+				(*nr_reserved)++;
+			buf[i] = page_to_pfn(page);
+		}
+		goto done;
 	}
+retry:
+	vma = vma_lookup(mm, vaddr);
+	if (vma && vma->vm_flags & VM_PFNMAP) {
+		int ret = vir_follow_fault_pfn(vma, mm, vaddr, &pfn, write);
+
+		if (ret == -EAGAIN)
+			goto retry;
+		if (!ret && vir_pfn_invalid_or_reserved(pfn)) {
+			buf[0] = pfn;
+			(*nr_reserved)++;
+			n = 1;
+		} else {
+			n = ret ? ret : -EFAULT;
+		}
+	}
+done:
+	mmap_read_unlock(mm);
 	return n;
+}
+
+bool vir_pfn_valid(unsigned long pfn)
+{
+	return pfn_valid(pfn);
 }
 
 struct page *vir_pfn_to_page(unsigned long pfn)
@@ -194,9 +250,20 @@ struct page *vir_pfn_to_page(unsigned long pfn)
 	return pfn_to_page(pfn);
 }
 
+/* Unpins the pinned pages of the range; MMIO and reserved pfns were never pinned (type1's put_pfn). */
 void vir_unpin_pfn_range(unsigned long pfn, unsigned long npages, bool dirty)
 {
-	unpin_user_page_range_dirty_lock(pfn_to_page(pfn), npages, dirty);
+	unsigned long i = 0, start;
+
+	while (i < npages) {
+		while (i < npages && vir_pfn_invalid_or_reserved(pfn + i))
+			i++;
+		start = i;
+		while (i < npages && !vir_pfn_invalid_or_reserved(pfn + i))
+			i++;
+		if (i > start)
+			unpin_user_page_range_dirty_lock(pfn_to_page(pfn + start), i - start, dirty);
+	}
 }
 
 void vir_cond_resched(void)

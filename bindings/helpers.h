@@ -50,15 +50,15 @@ bool vir_capable_ipc_lock(void);
 int vir_mm_lock_acct(struct task_struct *task, struct mm_struct *mm, bool lock_cap, long npage);
 
 /* Pinning user pages. */
-long vir_pin_user_pages(struct mm_struct *mm, unsigned long vaddr, unsigned long npages,
-			bool write, struct page **pages);
 /*
- * vir_pin_user_pages() into @buf, then each page pointer replaced by its pfn in place; the number
- * of reserved pages among them is added to @nr_reserved.
+ * Pins pages into @buf and replaces each page pointer by its pfn in place; the number of reserved
+ * pages among them is added to @nr_reserved. A VM_PFNMAP address gives one MMIO pfn, counted as
+ * reserved (type1's vaddr_get_pfns()).
  */
 long vir_pin_user_pfns(struct mm_struct *mm, unsigned long vaddr, unsigned long npages,
 		       bool write, u64 *buf, unsigned long *nr_reserved);
 struct page *vir_pfn_to_page(unsigned long pfn);
+bool vir_pfn_valid(unsigned long pfn);
 void vir_unpin_pfn_range(unsigned long pfn, unsigned long npages, bool dirty);
 
 /* Copies between a kernel buffer and @mm's memory at @vaddr (type1's dma_rw chunk). */

@@ -210,6 +210,45 @@ TEST_F(device, second_device_joins)
 }
 
 /*
+ * Peer-to-peer: the first edu's BAR (a VM_PFNMAP mmap of its vfio-pci device) is mapped into the
+ * container like memory, and the second edu writes into it by DMA. Its liveness register (BAR0 +
+ * 0x04) reads back the bitwise NOT of what was written. MMIO is neither pinned nor charged.
+ */
+TEST_F(device, p2p_bar_mapping)
+{
+	const unsigned long long bar_iova = 0x3000000ULL, ram_iova = 0x4000000ULL;
+	unsigned char *ram = alloc_pages(1);
+	int group2 = open_group(env_int("VFIO_TEST_GROUP2"));
+	unsigned int value = 0x12345678;
+	struct edu edu2;
+	long pins;
+	__u64 size;
+
+	ASSERT_NE(NULL, ram);
+	ASSERT_LE(0, group2);
+	memcpy(ram, &value, sizeof(value));
+	pins = pins_outstanding();
+	ASSERT_EQ(0, dma_map(self->container, bar_iova, (uintptr_t)self->edu.bar, PAGE, RW));
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(0, locked_vm_kb());
+	ASSERT_EQ(0, dma_map(self->container, ram_iova, (uintptr_t)ram, PAGE, RW));
+	ASSERT_EQ(0, ioctl(group2, VFIO_GROUP_SET_CONTAINER, &self->container));
+	ASSERT_EQ(0, edu_open(group2, env_str("VFIO_TEST_BDF2"), &edu2));
+	/* edu2: 4 bytes from RAM into its buffer, then from its buffer into edu1's register. */
+	ASSERT_EQ(0, edu_dma(&edu2, ram_iova, 0, 4, 0));
+	ASSERT_EQ(0, edu_dma(&edu2, bar_iova + 0x04, 0, 4, 1));
+	EXPECT_EQ(~value, *(volatile unsigned int *)(self->edu.bar + 0x04));
+	RECORD("p2p_bar_mapping", "liveness %#x", *(volatile unsigned int *)(self->edu.bar + 0x04));
+	edu_close(&edu2);
+	ASSERT_EQ(0, ioctl(group2, VFIO_GROUP_UNSET_CONTAINER));
+	close(group2);
+	/* Unmapping the MMIO unpins nothing (the RAM page stays pinned until the teardown). */
+	EXPECT_EQ(0, dma_unmap(self->container, bar_iova, PAGE, 0, &size));
+	EXPECT_EQ(PAGE, size);
+	EXPECT_EQ(pins + 1, pins_outstanding());
+}
+
+/*
  * The IOMMU page table entry at @iova in the edu device's domain, from the Intel IOMMU's debugfs:
  * returns the page size of the leaf (4K or 2M, 1G) or 0 if not mapped.
  */
