@@ -28,7 +28,10 @@ use kernel::{
     new_mutex,
     prelude::*,
     rbtree::{RBTree, RBTreeNodeReservation},
-    sync::{Arc, Mutex},
+    sync::{
+        lock::{mutex::MutexBackend, Guard},
+        Arc, Mutex,
+    },
 };
 
 /// How often an unmap notifies vendor drivers about the same mapping before giving up.
@@ -135,6 +138,12 @@ impl ContainerInner {
     fn min_pgsize(&self) -> u64 {
         let bitmap = self.domains.pgsize_bitmap();
         1u64 << bitmap.trailing_zeros()
+    }
+
+    /// Whether dirty pages are tracked, and the shift of the bitmap page size (the smallest IOMMU
+    /// page size), for marking pages dirty.
+    fn dirty_unit(&self) -> (bool, u32) {
+        (self.dirty_tracking, self.min_pgsize().trailing_zeros())
     }
 
     /// Whether an emulated (mdev) group is attached.
@@ -272,6 +281,16 @@ impl Container {
         )
     }
 
+    /// Locks the container for an operation; `EINVAL` once it has been released (an ioctl that
+    /// raced with the release of the last group).
+    fn lock_live(&self) -> Result<Guard<'_, ContainerInner, MutexBackend>> {
+        let inner = self.inner.lock();
+        if inner.released {
+            return Err(EINVAL);
+        }
+        Ok(inner)
+    }
+
     /// Answers `VFIO_CHECK_EXTENSION` for an open container.
     pub(crate) fn has_extension(&self, ext: u32) -> bool {
         let inner = self.inner.lock();
@@ -287,10 +306,7 @@ impl Container {
     /// interrupt isolation.
     pub(crate) fn attach_group(&self, group: &IommuGroup, kind: GroupType) -> Result {
         let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
-        let mut inner = self.inner.lock();
-        if inner.released {
-            return Err(EINVAL);
-        }
+        let mut inner = self.lock_live()?;
         // Attaching could require pinning, which needs valid vaddrs.
         if inner.vaddr_invalid_count != 0 {
             return Err(EBUSY);
@@ -506,10 +522,7 @@ impl Container {
     /// Serves `VFIO_IOMMU_MAP_DMA`.
     pub(crate) fn map(&self, req: &MapRequest) -> Result {
         let node = DmaTree::reserve()?;
-        let mut inner = self.inner.lock();
-        if inner.released {
-            return Err(EINVAL);
-        }
+        let mut inner = self.lock_live()?;
         let pgsize = inner.min_pgsize();
         if req.size == 0 || (req.size | req.iova | req.vaddr) & (pgsize - 1) != 0 {
             return Err(EINVAL);
@@ -584,11 +597,8 @@ impl Container {
         let mut last_notified = None;
         let mut retries = 0u32;
         loop {
-            let mut guard = self.inner.lock();
+            let mut guard = self.lock_live()?;
             let inner = &mut *guard;
-            if inner.released {
-                return Err(EINVAL);
-            }
             if req.vaddr && inner.has_emulated() {
                 return Err(EBUSY);
             }
@@ -720,10 +730,7 @@ impl Container {
     /// Starts (`on`) or stops dirty page tracking; both are idempotent. Starting fails with
     /// `EINVAL` if a mapping has more pages than a bitmap may describe.
     pub(crate) fn set_dirty_tracking(&self, on: bool) -> Result {
-        let mut inner = self.inner.lock();
-        if inner.released {
-            return Err(EINVAL);
-        }
+        let mut inner = self.lock_live()?;
         if inner.dirty_tracking == on {
             return Ok(());
         }
@@ -748,11 +755,8 @@ impl Container {
     /// mapping in it to `bitmap` and starts a new reporting period for them, only if all bits
     /// were written (type1 loses the bits of the mappings before a fault).
     pub(crate) fn dirty_bitmap(&self, range: &IovaRange, bitmap: &UserBitmap) -> Result {
-        let mut guard = self.inner.lock();
+        let mut guard = self.lock_live()?;
         let inner = &mut *guard;
-        if inner.released {
-            return Err(EINVAL);
-        }
         let pgsize = inner.min_pgsize();
         if bitmap.pgsize != pgsize || range.start & (pgsize - 1) != 0 {
             return Err(EINVAL);
@@ -788,11 +792,8 @@ impl Container {
         if self.version != Version::V2 {
             return Err(EACCES);
         }
-        let mut guard = self.inner.lock();
+        let mut guard = self.lock_live()?;
         let inner = &mut *guard;
-        if inner.released {
-            return Err(EINVAL);
-        }
         if inner.vaddr_invalid_count != 0 {
             pr_warn!("vfio_pin_pages refused while a vaddr is invalid (VFIO_UPDATE_VADDR)\n");
             return Err(EBUSY);
@@ -818,7 +819,7 @@ impl Container {
                 result = Err(EINVAL);
                 break;
             };
-            let Some(m) = inner.mappings.containing(at).and_then(|k| inner.mappings.get_mut(k)) else {
+            let Some(m) = inner.mappings.containing_mut(at) else {
                 result = Err(EINVAL);
                 break;
             };
@@ -854,10 +855,10 @@ impl Container {
             charged = done;
         }
         if let Err(e) = result {
-            let (tracking, shift) = (inner.dirty_tracking, inner.min_pgsize().trailing_zeros());
+            let (tracking, shift) = inner.dirty_unit();
             for (i, page) in pages.iter_mut().enumerate().take(done) {
                 let at = iova + i as u64 * PAGE_SIZE;
-                if let Some(m) = inner.mappings.containing(at).and_then(|k| inner.mappings.get_mut(k)) {
+                if let Some(m) = inner.mappings.containing_mut(at) {
                     if m.unpin_vendor_page(at, tracking, shift) && i < charged {
                         m.uncharge_pages(1);
                     }
@@ -880,13 +881,13 @@ impl Container {
     pub(crate) fn unpin_pages(&self, iova: u64, npages: usize) {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        let (tracking, shift) = (inner.dirty_tracking, inner.min_pgsize().trailing_zeros());
+        let (tracking, shift) = inner.dirty_unit();
         let mut i = 0u64;
         while i < npages as u64 {
             let Some(at) = i.checked_mul(PAGE_SIZE).and_then(|o| o.checked_add(iova)) else {
                 break;
             };
-            let Some(m) = inner.mappings.containing(at).and_then(|k| inner.mappings.get_mut(k)) else {
+            let Some(m) = inner.mappings.containing_mut(at) else {
                 break;
             };
             // The pages of this mapping, uncharged at once.
@@ -907,24 +908,17 @@ impl Container {
     /// Copies `data` to (`write`) or from the memory mapped at `iova` for a vendor driver
     /// (type1's `vfio_iommu_type1_dma_rw`); writes are dirty while tracking.
     pub(crate) fn dma_rw(&self, iova: u64, data: &mut [u8], write: bool) -> Result {
-        let mut guard = self.inner.lock();
+        let mut guard = self.lock_live()?;
         let inner = &mut *guard;
-        if inner.released {
-            return Err(EINVAL);
-        }
         if inner.vaddr_invalid_count != 0 {
             pr_warn!("vfio_dma_rw refused while a vaddr is invalid (VFIO_UPDATE_VADDR)\n");
             return Err(EBUSY);
         }
-        let (tracking, shift) = (inner.dirty_tracking, inner.min_pgsize().trailing_zeros());
+        let (tracking, shift) = inner.dirty_unit();
         let mut done = 0usize;
         while done < data.len() {
             let at = iova.checked_add(done as u64).ok_or(EINVAL)?;
-            let m = inner
-                .mappings
-                .containing(at)
-                .and_then(|k| inner.mappings.get_mut(k))
-                .ok_or(EINVAL)?;
+            let m = inner.mappings.containing_mut(at).ok_or(EINVAL)?;
             if (write && !m.prot.write) || !m.prot.read {
                 return Err(EPERM);
             }

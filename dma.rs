@@ -505,6 +505,12 @@ impl DmaTree {
         self.first_overlap(&IovaRange { start: iova, last: iova })
     }
 
+    /// The mapping that contains `iova`.
+    pub(crate) fn containing_mut(&mut self, iova: u64) -> Option<&mut DmaMapping> {
+        let key = self.containing(iova)?;
+        self.get_mut(key)
+    }
+
     /// The first IOVA of the next mapping after the one starting at `start`.
     pub(crate) fn next_after(&mut self, start: u64) -> Option<u64> {
         let cursor = self.tree.cursor_lower_bound(&start)?;
