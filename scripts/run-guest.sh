@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # Boot the test guest under QEMU: q35 with a virtual Intel IOMMU (interrupt remapping, caching mode,
-# 48-bit addresses) and two edu devices. The kernel console goes to out/guest/<mode>/console.log,
+# 48-bit addresses) and two edu devices, and the host's root filesystem read-only over virtio-9p (the
+# tests run the host's own QEMU inside the guest from it, by chroot). The kernel console goes to out/guest/<mode>/console.log,
 # the tests' TAP to tap.log beside it, QEMU's own messages to qemu.log. TCG by default; VIR_KVM=1
 # uses KVM.
 # Usage: run-guest.sh KDIR MODE [TIMEOUT_SECONDS]
@@ -32,6 +33,7 @@ cmd=(qemu-system-x86_64
 	-M q35,kernel-irqchip=split -accel "$accel" -cpu max -smp 2 -m "$mem"
 	-device intel-iommu,intremap=$intremap,caching-mode=on,aw-bits=48
 	-device edu -device edu
+	-virtfs local,path=/,mount_tag=host,security_model=none,readonly=on
 	-display none -monitor none -no-reboot
 	-serial "file:$console" -serial "file:$tap"
 	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$VIR_ROOT/out/guest/initramfs.cpio.gz"

@@ -2,12 +2,14 @@
 # SPDX-License-Identifier: GPL-2.0
 # Install what the project needs on a Debian 12 machine: idempotent, quiet when already done.
 #   Debian packages (as root), rustup's rust-src component, bindgen-cli 0.69.5 from crates.io.
+#   QEMU comes from bookworm-backports (10.0): the tests run it inside the guest as a VFIO user, and
+#   VFIO migration v2 (the only one 6.12 has) needs QEMU >= 8.0; bookworm's own is 7.2.
 # Usage: setup.sh [bench|debug]   (bench: also what `make bench` needs for its plot; debug: clang
 # and LLVM 19 for the debug kernel)
 source "$(dirname "$0")/lib.sh"
 
 DEB_PACKAGES=(
-	linux-source-6.12 qemu-system-x86 busybox-static cpio kmod
+	linux-source-6.12 busybox-static cpio kmod
 	clang libclang-dev llvm lld flex bison bc libelf-dev libssl-dev
 	gcc make xz-utils zstd pahole python3 rsync
 )
@@ -27,6 +29,46 @@ if [ ${#missing[@]} -gt 0 ]; then
 		die "apt-get update failed (see $log)"
 	run_logged "$log.install" apt-get install -y --no-install-recommends "${missing[@]}" ||
 		die "could not install: ${missing[*]} (see $log.install)"
+fi
+
+# QEMU >= 8 from bookworm-backports. The suite's mirror is the one this machine already uses for
+# bookworm (read from its apt sources), so no host is named here.
+QEMU_MIN_MAJOR=8
+qemu_ok() {
+	local v
+	v=$(dpkg-query -W -f='${Status} ${Version}' qemu-system-x86 2>/dev/null) || return 1
+	case $v in *'ok installed'*) ;; *) return 1 ;; esac
+	v=${v##* }; v=${v#*:}
+	[ "${v%%.*}" -ge "$QEMU_MIN_MAJOR" ]
+}
+bookworm_mirror() {
+	local f
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[ -f "$f" ] || continue
+		awk '/^$/ { u = "" } /^URIs:/ { u = $2 } /^Suites:/ && / bookworm( |$)/ && u { print u; exit }' "$f"
+	done | head -n1
+	grep -hE '^deb +(\[[^]]*\] +)?[a-z]+://[^ ]+ +bookworm +' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+		sed -E 's/^deb +(\[[^]]*\] +)?([^ ]+).*/\2/' | head -n1
+	return 0
+}
+if ! qemu_ok; then
+	[ "$(id -u)" = 0 ] || die "need root to install qemu-system-x86 >= $QEMU_MIN_MAJOR from bookworm-backports"
+	list=/etc/apt/sources.list.d/vir-bookworm-backports.sources
+	if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+		mirror=$(bookworm_mirror | head -n1 || true)
+		[ -n "$mirror" ] || die "no bookworm apt source found to derive the backports mirror from"
+		stage "setup: adding bookworm-backports from $mirror"
+		printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+			"$mirror" >"$list"
+	fi
+	stage "setup: installing qemu-system-x86 from bookworm-backports"
+	export DEBIAN_FRONTEND=noninteractive
+	run_logged "$VIR_LOGDIR/setup-apt-qemu.log" apt-get update ||
+		die "apt-get update failed (see $VIR_LOGDIR/setup-apt-qemu.log)"
+	run_logged "$VIR_LOGDIR/setup-apt-qemu.log.install" apt-get install -y --no-install-recommends \
+		-t bookworm-backports qemu-system-x86 ||
+		die "could not install qemu-system-x86 from bookworm-backports (see $VIR_LOGDIR/setup-apt-qemu.log.install)"
+	qemu_ok || die "qemu-system-x86 is still older than $QEMU_MIN_MAJOR after installing from bookworm-backports"
 fi
 
 command -v rustup >/dev/null || die "rustup not found: install a rustup toolchain (rustc >= 1.78) first"
