@@ -3,6 +3,10 @@
  * Interface of the vir_mdev test vendor driver (tests/mdev/vir_mdev.c): ioctls on its VFIO device
  * fd that make the driver pin pages through the container (and write to them as a device would),
  * unpin them, and read or write guest memory with vfio_dma_rw().
+ *
+ * The device is also a minimal PCI device (VFIO_DEVICE_FLAGS_PCI) that QEMU's vfio-pci can assign
+ * to a VM, with VFIO migration v2 (STOP_COPY): its BAR0 registers below give a VM (or a qtest
+ * script) the same pin/write/unpin/dma_rw commands.
  */
 #ifndef VIR_MDEV_H
 #define VIR_MDEV_H
@@ -36,5 +40,29 @@ struct vir_mdev_cmd {
 #define VIR_MDEV_MISBEHAVE	_IOWR('V', 0x44, struct vir_mdev_cmd)
 /* @out: dma_unmap notifications so far; @count: pages held. */
 #define VIR_MDEV_STATS		_IOWR('V', 0x45, struct vir_mdev_cmd)
+
+/* PCI identity of the device. */
+#define VIR_MDEV_VENDOR		0x1234
+#define VIR_MDEV_DEVICE		0x7669
+
+/*
+ * BAR0: 4 KiB of 32-bit memory space. Registers are little endian; IOVA is 64 bits, the others 32.
+ * Writing COMMAND runs the command on IOVA/COUNT/VALUE and sets STATUS (0, or a positive errno).
+ */
+#define VIR_MDEV_BAR0_SIZE	4096
+#define VIR_REG_ID		0x00	/* RO: VIR_MDEV_ID */
+#define VIR_REG_IOVA		0x08	/* first IOVA (page aligned for PIN/UNPIN) */
+#define VIR_REG_COUNT		0x10	/* pages */
+#define VIR_REG_VALUE		0x14	/* the byte the device writes */
+#define VIR_REG_COMMAND		0x18	/* WO: VIR_CMD_* */
+#define VIR_REG_STATUS		0x1c	/* RO: result of the last command */
+#define VIR_REG_HELD		0x20	/* RO: pages the device holds pinned */
+#define VIR_REG_END		0x24
+
+#define VIR_MDEV_ID		0x76697231	/* "vir1" */
+
+#define VIR_CMD_PIN_WRITE	1	/* vfio_pin_pages() COUNT pages, fill them with VALUE, keep them */
+#define VIR_CMD_UNPIN		2	/* unpin what one PIN_WRITE of exactly IOVA/COUNT pinned */
+#define VIR_CMD_DMA_WRITE	3	/* vfio_dma_rw() VALUE into COUNT pages, pinning nothing */
 
 #endif /* VIR_MDEV_H */
