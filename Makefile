@@ -3,6 +3,7 @@
 # vfio-iommu-rust: the two commands of README.md and the steps behind them.
 #
 #   make demo     set up, build, boot the guest, show our backend serving a device's container
+#                 (QEMU=1: also the host's QEMU live migrating a VM over it, with dirty pages)
 #   make check    set up, build, boot the guest, run all tests: ends with "N passed, N failed"
 #   make bench    same-boot performance and memory comparison with type1 (bench/results/)
 #   make check-debug  the suite on a KASAN/lockdep/kmemleak kernel, plus fault injection, stress,
@@ -14,6 +15,7 @@
 SHELL := /bin/bash
 KDIR ?=
 CLIPPY ?= 1
+QEMU ?= 0
 
 # The cached test kernel, built on demand (build-kernel.sh prints its path).
 kdir = $(if $(KDIR),$(KDIR),$$(bash scripts/build-kernel.sh))
@@ -47,7 +49,7 @@ fuzz:
 	@bash scripts/check-debug.sh fuzz
 
 demo: setup
-	@bash scripts/demo.sh $(KDIR)
+	@VIR_DEMO_QEMU=$(QEMU) bash scripts/demo.sh $(KDIR)
 
 bench:
 	@bash scripts/setup.sh bench

@@ -34,10 +34,11 @@ for src in "$VIR_ROOT"/tests/*_test.c "$VIR_ROOT"/tests/isolation/*_test.c \
 done
 run_logged "$VIR_LOGDIR/build-bench.log" gcc "${cflags[@]}" -o "$out/vir-bench" \
 	"$VIR_ROOT/tests/bench/bench.c" || die "building the benchmark failed"
-if [ -f "$VIR_ROOT/tests/demo.c" ]; then
-	run_logged "$VIR_LOGDIR/build-demo.log" gcc "${cflags[@]}" -o "$out/vir-demo" "$VIR_ROOT/tests/demo.c" ||
-		die "building the demo failed"
-fi
+run_logged "$VIR_LOGDIR/build-demo.log" gcc "${cflags[@]}" -o "$out/vir-demo" "$VIR_ROOT/tests/demo.c" ||
+	die "building the demo failed"
+run_logged "$VIR_LOGDIR/build-demo-qemu.log" gcc "${cflags[@]}" -o "$out/vir-demo-qemu" \
+	"$VIR_ROOT/tests/demo_qemu.c" || die "building the QEMU demo failed"
+
 
 stage "guest: building the test vendor driver (tests/mdev)"
 run_logged "$VIR_LOGDIR/build-vir_mdev.log" make -C "$kdir" $(kdir_make_flags "$kdir") \
@@ -51,7 +52,7 @@ mkdir -p "$root"/{bin,dev,proc,sys,tmp,tests,tests-isolation,tests-debug,lib/mod
 cp /bin/busybox "$root/bin/busybox"
 cp "$VIR_ROOT/tests/guest/init" "$root/init"
 cp "$VIR_ROOT/tests/guest/demo.sh" "$root/demo.sh"
-[ -f "$out/vir-demo" ] && cp "$out/vir-demo" "$root/bin/vir-demo"
+cp "$out/vir-demo" "$out/vir-demo-qemu" "$root/bin/"
 cp "$out/vir-bench" "$root/bin/vir-bench"
 cp "$out"/tests/* "$root/tests/"
 cp "$out"/tests-isolation/* "$root/tests-isolation/"
