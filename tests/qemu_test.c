@@ -153,7 +153,11 @@ TEST_F_TIMEOUT(qemu, migrate_dirty_pages, 300)
 	const unsigned long long a = 0x300000, b = 0x301000, c = 0x305000, untouched = 0x304000;
 	struct trace_text states = { "" };
 	struct dirty_syncs d = { "" };
+	char stream[320];
 
+	/* The destination must read this run's stream, never an earlier one. */
+	snprintf(stream, sizeof(stream), "%s/tmp/vir-mig.stream", env_str("VFIO_TEST_HOSTROOT"));
+	unlink(stream);
 	snprintf(self->dev, sizeof(self->dev),
 		 "vfio-pci,sysfsdev=/sys/bus/mdev/devices/%s,x-device-dirty-page-tracking=off,"
 		 "enable-migration=on,addr=%d", env_str("VFIO_TEST_VMDEV"), VIR_SLOT);
