@@ -388,51 +388,64 @@ static ssize_t vir_write(struct vfio_device *vdev, const char __user *buf, size_
 	return vir_region_rw(vdev, (char __user *)buf, count, ppos, true);
 }
 
+/*
+ * Reads the first @minsz bytes of an info ioctl's argument into @info, whose first field is argsz,
+ * which must cover them.
+ */
+static int vir_info_in(unsigned long arg, void *info, unsigned long minsz)
+{
+	if (copy_from_user(info, (void __user *)arg, minsz))
+		return -EFAULT;
+	return *(u32 *)info < minsz ? -EINVAL : 0;
+}
+
+static long vir_info_out(unsigned long arg, const void *info, unsigned long minsz)
+{
+	return copy_to_user((void __user *)arg, info, minsz) ? -EFAULT : 0;
+}
+
 /* The vfio-pci ioctls QEMU needs: device, region and interrupt info (there are no interrupts). */
 static long vir_vfio_ioctl(struct vir_mdev *m, unsigned int op, unsigned long arg)
 {
+	struct vfio_device_info dev;
+	struct vfio_region_info region;
+	struct vfio_irq_info irq;
 	unsigned long minsz;
+	int ret;
 
 	switch (op) {
-	case VFIO_DEVICE_GET_INFO: {
-		struct vfio_device_info info;
-
+	case VFIO_DEVICE_GET_INFO:
 		minsz = offsetofend(struct vfio_device_info, num_irqs);
-		if (copy_from_user(&info, (void __user *)arg, minsz))
-			return -EFAULT;
-		if (info.argsz < minsz)
-			return -EINVAL;
-		info.flags = VFIO_DEVICE_FLAGS_PCI;
-		info.num_regions = VFIO_PCI_NUM_REGIONS;
-		info.num_irqs = VFIO_PCI_NUM_IRQS;
-		return copy_to_user((void __user *)arg, &info, minsz) ? -EFAULT : 0;
-	}
-	case VFIO_DEVICE_GET_REGION_INFO: {
-		struct vfio_region_info info;
-
+		ret = vir_info_in(arg, &dev, minsz);
+		if (ret)
+			return ret;
+		dev.flags = VFIO_DEVICE_FLAGS_PCI;
+		dev.num_regions = VFIO_PCI_NUM_REGIONS;
+		dev.num_irqs = VFIO_PCI_NUM_IRQS;
+		return vir_info_out(arg, &dev, minsz);
+	case VFIO_DEVICE_GET_REGION_INFO:
 		minsz = offsetofend(struct vfio_region_info, offset);
-		if (copy_from_user(&info, (void __user *)arg, minsz))
-			return -EFAULT;
-		if (info.argsz < minsz || info.index >= VFIO_PCI_NUM_REGIONS)
+		ret = vir_info_in(arg, &region, minsz);
+		if (ret)
+			return ret;
+		if (region.index >= VFIO_PCI_NUM_REGIONS)
 			return -EINVAL;
-		info.offset = (u64)info.index << VIR_INDEX_SHIFT;
-		info.size = info.index == VFIO_PCI_CONFIG_REGION_INDEX ? VIR_CONFIG_SIZE :
-			    info.index == VFIO_PCI_BAR0_REGION_INDEX ? VIR_MDEV_BAR0_SIZE : 0;
-		info.flags = info.size ? VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE : 0;
-		return copy_to_user((void __user *)arg, &info, minsz) ? -EFAULT : 0;
-	}
-	case VFIO_DEVICE_GET_IRQ_INFO: {
-		struct vfio_irq_info info;
-
+		region.offset = (u64)region.index << VIR_INDEX_SHIFT;
+		region.size = region.index == VFIO_PCI_CONFIG_REGION_INDEX ? VIR_CONFIG_SIZE :
+			      region.index == VFIO_PCI_BAR0_REGION_INDEX ? VIR_MDEV_BAR0_SIZE : 0;
+		region.flags = region.size ?
+			       VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE : 0;
+		return vir_info_out(arg, &region, minsz);
+	case VFIO_DEVICE_GET_IRQ_INFO:
 		minsz = offsetofend(struct vfio_irq_info, count);
-		if (copy_from_user(&info, (void __user *)arg, minsz))
-			return -EFAULT;
-		if (info.argsz < minsz || info.index >= VFIO_PCI_NUM_IRQS)
+		ret = vir_info_in(arg, &irq, minsz);
+		if (ret)
+			return ret;
+		if (irq.index >= VFIO_PCI_NUM_IRQS)
 			return -EINVAL;
-		info.flags = 0;
-		info.count = 0;
-		return copy_to_user((void __user *)arg, &info, minsz) ? -EFAULT : 0;
-	}
+		irq.flags = 0;
+		irq.count = 0;
+		return vir_info_out(arg, &irq, minsz);
 	default:
 		return -ENOTTY;
 	}
