@@ -32,7 +32,7 @@ kernel: setup
 
 modules:
 	@k=$(kdir) && echo "==> module: building against $$k" && \
-	$(MAKE) -s -C "$$k" M=$(CURDIR) CLIPPY=$(CLIPPY) modules
+	bash scripts/build-module.sh "$$k" $(CURDIR) -s CLIPPY=$(CLIPPY)
 
 guest: modules
 	@bash scripts/build-guest.sh $(kdir)
@@ -58,4 +58,4 @@ bench:
 clean:
 	@k=$(kdir) && $(MAKE) -s -C "$$k" M=$(CURDIR) clean && \
 	$(MAKE) -s -C "$$k" M=$(CURDIR)/tests/mdev clean
-	rm -rf out
+	rm -rf out .vir-kdir tests/mdev/.vir-kdir

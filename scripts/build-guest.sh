@@ -41,8 +41,8 @@ run_logged "$VIR_LOGDIR/build-demo-qemu.log" gcc "${cflags[@]}" -o "$out/vir-dem
 
 
 stage "guest: building the test vendor driver (tests/mdev)"
-run_logged "$VIR_LOGDIR/build-vir_mdev.log" make -C "$kdir" $(kdir_make_flags "$kdir") \
-	M="$VIR_ROOT/tests/mdev" modules ||
+run_logged "$VIR_LOGDIR/build-vir_mdev.log" bash "$VIR_ROOT/scripts/build-module.sh" "$kdir" \
+	"$VIR_ROOT/tests/mdev" ||
 	die "building tests/mdev/vir_mdev.ko failed"
 
 stage "guest: building initramfs"

@@ -82,7 +82,8 @@ build_module_and_guest() {
 	shift
 	flags=$(echo $(kdir_make_flags "$kdir") "$@")
 	stage "module: building against $kdir${flags:+ ($flags)}"
-	run_logged "$VIR_LOGDIR/module-build.log" make -C "$kdir" $flags M="$VIR_ROOT" modules ||
+	run_logged "$VIR_LOGDIR/module-build.log" bash "$VIR_ROOT/scripts/build-module.sh" "$kdir" \
+		"$VIR_ROOT" "$@" ||
 		die "module build failed"
 	bash "$VIR_ROOT/scripts/build-guest.sh" "$kdir"
 }
