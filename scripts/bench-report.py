@@ -3,7 +3,7 @@
 """Turn vir-bench's "BENCH <workload> <backend> <value> <unit>" lines into a markdown table (min and
 median per backend, ratio of medians ours/type1, the issue's target) and a bar plot of the ratios.
 
-Usage: bench-report.py TAP_LOG RESULTS_DIR KERNEL_VERSION ARCH NCPU
+Usage: bench-report.py TAP_LOG RESULTS_DIR KERNEL_VERSION ARCH NCPU [EMULATOR]
 Writes RESULTS_DIR/<date>.md and RESULTS_DIR/<date>.png and prints the table.
 """
 import datetime
@@ -24,6 +24,7 @@ WORKLOADS = {
 
 def main():
     tap, outdir, kver, arch, ncpu = sys.argv[1:6]
+    emulator = sys.argv[6] if len(sys.argv) > 6 else "QEMU"
     values = {}
     units = {}
     for line in open(tap, errors="replace"):
@@ -62,6 +63,8 @@ def main():
         f"Linux {kver} guest under QEMU TCG (q35, virtual VT-d with caching mode), {arch}, "
         f"host with {ncpu} cores; one boot, {n} measured runs per backend and workload after a "
         "warm-up, alternating type1 and vfio_iommu_rust in the same process on the same memory.",
+        f"Emulator: {emulator} (Documentation/benchmarks.rst says why the benchmark CPU has no fast "
+        "short string bits).",
         "Times are wall-clock under TCG emulation: compare the ratios, not the absolute values.",
         "",
         "Ratios: medians for times, minimums for memory (unrelated allocations during a memory "

@@ -16,4 +16,4 @@ fi
 stage "results"
 mkdir -p "$VIR_ROOT/bench/results"
 /usr/bin/python3 "$VIR_ROOT/scripts/bench-report.py" "$tap" "$VIR_ROOT/bench/results" \
-	"$(kernel_version)" "$(uname -m)" "$(nproc)"
+	"$(kernel_version)" "$(uname -m)" "$(nproc)" "$(cat "$VIR_ROOT/out/guest/bench/emulator")"
