@@ -404,7 +404,26 @@ static long vir_info_out(unsigned long arg, const void *info, unsigned long mins
 	return copy_to_user((void __user *)arg, info, minsz) ? -EFAULT : 0;
 }
 
-/* The vfio-pci ioctls QEMU needs: device, region and interrupt info (there are no interrupts). */
+/* VFIO_DEVICE_RESET: the registers are cleared and the device gives back what it has pinned. */
+static long vir_reset(struct vir_mdev *m)
+{
+	LIST_HEAD(pins);
+
+	mutex_lock(&m->lock);
+	m->reg_iova = 0;
+	m->reg_count = 0;
+	m->reg_value = 0;
+	m->reg_status = 0;
+	list_splice_init(&m->pins, &pins);
+	mutex_unlock(&m->lock);
+	vir_unpin_list(m, &pins);
+	return 0;
+}
+
+/*
+ * The vfio-pci ioctls QEMU needs: device, region and interrupt info (no interrupts: INTx, MSI and
+ * MSI-X have none, error and request notification do not exist), and reset.
+ */
 static long vir_vfio_ioctl(struct vir_mdev *m, unsigned int op, unsigned long arg)
 {
 	struct vfio_device_info dev;
@@ -419,7 +438,7 @@ static long vir_vfio_ioctl(struct vir_mdev *m, unsigned int op, unsigned long ar
 		ret = vir_info_in(arg, &dev, minsz);
 		if (ret)
 			return ret;
-		dev.flags = VFIO_DEVICE_FLAGS_PCI;
+		dev.flags = VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET;
 		dev.num_regions = VFIO_PCI_NUM_REGIONS;
 		dev.num_irqs = VFIO_PCI_NUM_IRQS;
 		return vir_info_out(arg, &dev, minsz);
@@ -441,11 +460,13 @@ static long vir_vfio_ioctl(struct vir_mdev *m, unsigned int op, unsigned long ar
 		ret = vir_info_in(arg, &irq, minsz);
 		if (ret)
 			return ret;
-		if (irq.index >= VFIO_PCI_NUM_IRQS)
+		if (irq.index > VFIO_PCI_MSIX_IRQ_INDEX)
 			return -EINVAL;
 		irq.flags = 0;
 		irq.count = 0;
 		return vir_info_out(arg, &irq, minsz);
+	case VFIO_DEVICE_RESET:
+		return vir_reset(m);
 	default:
 		return -ENOTTY;
 	}
