@@ -68,6 +68,9 @@ int main(void)
 			DEMO("  (qemu) info migrate: %s", line);
 	if (qemu_quit(&src))
 		return FAIL("source QEMU exit");
+	fflush(stdout);
+	if (!qemu_print_output(&src, stdout, "DEMO:   source QEMU printed: "))
+		DEMO("  source QEMU printed nothing on stdout or stderr");
 	qemu_trace(&src, "vfio_get_dirty_bitmap", show_sync, &n);
 	DEMO("dirty bitmap reads reporting dirty pages: %d (of %d)", n,
 	     qemu_trace(&src, "vfio_get_dirty_bitmap", NULL, NULL));
@@ -79,10 +82,16 @@ int main(void)
 	     page_is(&dst, a, 0xa1) ? "all 0xa1" : "WRONG", b, page_is(&dst, b, 0xb2) ? "all 0xb2" :
 	     "WRONG", b + PAGE, page_is(&dst, b + PAGE, 0xb2) ? "all 0xb2" : "WRONG", c,
 	     page_is(&dst, c, 0xc3) ? "all 0xc3" : "WRONG");
+	if (qmp(&dst, "{\"execute\": \"cont\"}"))
+		return FAIL("cont on the destination");
+	DEMO("destination VM started (cont): its device left RESUMING and loaded its state");
 	DEMO("destination device registers: IOVA %#x VALUE %#x (migrated device state)",
 	     qtest_readl(&dst, BAR_ADDR + VIR_REG_IOVA), qtest_readl(&dst, BAR_ADDR + VIR_REG_VALUE));
 	if (qemu_quit(&dst))
 		return FAIL("destination QEMU exit");
+	fflush(stdout);
+	if (!qemu_print_output(&dst, stdout, "DEMO:   destination QEMU printed: "))
+		DEMO("  destination QEMU printed nothing on stdout or stderr");
 	DEMO("both QEMUs exited; pages still pinned: %ld", pins_outstanding());
 	return 0;
 }

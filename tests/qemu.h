@@ -11,8 +11,9 @@
  * log backend) goes to /tmp/<name>.log, its stdout and stderr to /tmp/<name>.out.
  *
  * Debian builds QEMU without the qtest accelerator (-accel qtest: "invalid accelerator"), so the
- * VM has TCG and is started paused (-S): its CPU never runs, and qtest still reads and writes its
- * memory, ports and MMIO. A VM that is live migrated stays paused too, which QEMU allows.
+ * VM has TCG and is started paused (-S), and its firmware is 64 KiB of HLT instructions: a VM that
+ * is started (a migration destination must run for its devices to leave RESUMING) halts at the
+ * reset vector and does nothing else. qtest reads and writes memory, ports and MMIO either way.
  */
 #ifndef VIR_QEMU_H
 #define VIR_QEMU_H
@@ -333,23 +334,49 @@ static inline int qemu_accept(struct qemu *q, int lfd)
 	return -1;
 }
 
-/* Prints the end of QEMU's own output (for a failing test's log). */
-static inline void qemu_show_output(struct qemu *q)
+/* Prints QEMU's own output (stdout and stderr) to @to, each line after @prefix; returns lines. */
+static inline int qemu_print_output(struct qemu *q, FILE *to, const char *prefix)
 {
 	char path[320], line[512];
+	int n = 0;
 	FILE *f;
 
 	qemu_path(q, ".out", path, sizeof(path));
 	f = fopen(path, "r");
 	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f))
-		fprintf(stderr, "qemu: %s", line);
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		fprintf(to, "%s%s", prefix, line);
+		n++;
+	}
 	fclose(f);
+	return n;
+}
+
+/* QEMU's output, for a failing test's log. */
+static inline void qemu_show_output(struct qemu *q)
+{
+	qemu_print_output(q, stderr, "qemu: ");
+}
+
+/* The VMs' firmware: 64 KiB of HLT (0xf4), so a started CPU halts at the reset vector. */
+static inline int qemu_write_hlt_bios(const char *root)
+{
+	char path[320], hlt[65536];
+	int fd, ok;
+
+	snprintf(path, sizeof(path), "%s/tmp/vir-hlt.bin", root);
+	memset(hlt, 0xf4, sizeof(hlt));
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return errno;
+	ok = write(fd, hlt, sizeof(hlt)) == (ssize_t)sizeof(hlt);
+	close(fd);
+	return ok ? 0 : EIO;
 }
 
 /*
- * Starts QEMU (machine q35, 64 MiB, paused) with @args (NULL terminated) after the common ones.
+ * Starts QEMU (machine q35, 64 MiB, paused, HLT firmware) with @args (NULL terminated) after the common ones.
  * Returns 0 once both sockets are up and QMP accepted its capabilities negotiation.
  */
 static inline int qemu_start(struct qemu *q, const char *name, const char *const *args)
@@ -357,11 +384,12 @@ static inline int qemu_start(struct qemu *q, const char *name, const char *const
 	char qtest_path[320], qmp_path[320], out_path[320], qtest_arg[300], qmp_arg[300], log_arg[300];
 	const char *argv[96] = {
 		QEMU_BIN, "-machine", "q35", "-accel", "tcg,tb-size=16", "-S", "-m", "64M", "-nodefaults",
-		"-display", "none", "-qtest", qtest_arg, "-chardev", qmp_arg,
+		"-bios", "/tmp/vir-hlt.bin",
+		"-display", "none", "-qtest", qtest_arg, "-qtest-log", "/dev/null", "-chardev", qmp_arg,
 		"-mon", "chardev=qmp,mode=control", "-D", log_arg,
 	};
 	const char *root = getenv("VFIO_TEST_HOSTROOT");
-	int argc = 19, lq = -1, lm = -1, err = EIO;
+	int argc = 23, lq = -1, lm = -1, err = EIO;
 
 	memset(q, 0, sizeof(*q));
 	q->qtest.fd = q->qmp.fd = -1;
@@ -391,6 +419,10 @@ static inline int qemu_start(struct qemu *q, const char *name, const char *const
 		qemu_path(q, ".log", log_path, sizeof(log_path));
 		unlink(log_path);
 	}
+	err = qemu_write_hlt_bios(root);
+	if (err)
+		return err;
+	err = EIO;
 
 	lq = qemu_listen(qtest_path);
 	lm = qemu_listen(qmp_path);

@@ -217,11 +217,25 @@ TEST_F_TIMEOUT(qemu, migrate_dirty_pages, 300)
 	EXPECT_TRUE(page_is(&self->dst, b + PAGE, 0xb2));
 	EXPECT_TRUE(page_is(&self->dst, c, 0xc3));
 	EXPECT_TRUE(page_is(&self->dst, untouched, 0));
-	/* And the device state: the registers of the last command. */
+	/*
+	 * And the device state, the registers of the last command: the device loads it when it leaves
+	 * RESUMING, which QEMU has it do when the VM starts (its CPU only halts).
+	 */
+	EXPECT_EQ(0, qtest_readl(&self->dst, BAR_ADDR + VIR_REG_IOVA));
+	ASSERT_EQ(0, qmp(&self->dst, "{\"execute\": \"cont\"}"));
 	EXPECT_EQ(VIR_MDEV_ID, qtest_readl(&self->dst, BAR_ADDR + VIR_REG_ID));
 	EXPECT_EQ(c, qtest_readl(&self->dst, BAR_ADDR + VIR_REG_IOVA));
+	EXPECT_EQ(1, qtest_readl(&self->dst, BAR_ADDR + VIR_REG_COUNT));
 	EXPECT_EQ(0xc3, qtest_readl(&self->dst, BAR_ADDR + VIR_REG_VALUE));
+	/* It runs: it takes commands again, into the destination VM's memory. */
+	EXPECT_EQ(0, vir_command(&self->dst, untouched, 1, 0xd4, VIR_CMD_DMA_WRITE));
+	EXPECT_TRUE(page_is(&self->dst, untouched, 0xd4));
+	states.s[0] = 0;
+	states.n = 0;
 	ASSERT_EQ(0, qemu_quit(&self->dst));
+	ASSERT_LT(0, qemu_trace(&self->dst, "vfio_migration_set_device_state", trace_append,
+				&states));
+	RECORD("vir_dst_device_states", "%s", states.s);
 }
 
 TEST_HARNESS_MAIN
