@@ -551,14 +551,19 @@ static inline void trace_append(const char *args, void *data)
 	t->n++;
 }
 
-/* The same for "region_add [ram] 0x0 - 0x3ffffff [0x7f8f0fe00000]", without the host address. */
+/*
+ * The same for QEMU's vfio_listener_region_add_ram and _del records, as "region_add [ram] 0x0 -
+ * 0x3ffffff" and "region_del 0x0 - 0x3ffffff": without the event name and the host address.
+ */
 static inline void trace_append_map(const char *args, void *data)
 {
-	char map[128], *host;
+	char map[1024], *host;
 
+	if (!strncmp(args, "vfio_listener_", 14) && strchr(args, ' '))
+		args = strchr(args, ' ') + 1;
 	snprintf(map, sizeof(map), "%s", args);
 	host = strrchr(map, '[');
-	if (host && host > map)
+	if (host && host > map && strncmp(host, "[ram]", 5))
 		host[-1] = 0;
 	trace_append(map, data);
 }

@@ -25,7 +25,7 @@
 #define RAM_PAGES (64 * 1024 * 1024 / PAGE)	/* -m 64M */
 
 /* Trace events the tests read. */
-#define TRACE_MAPS "-trace", "enable=vfio_listener_region_add_ram"
+#define TRACE_MAPS "-trace", "enable=vfio_listener_region_add_ram", "-trace", "enable=vfio_listener_region_del"
 #define TRACE_MIGRATION "-trace", "enable=vfio_get_dirty_bitmap", "-trace", "enable=migrate_set_state", \
 			"-trace", "enable=vfio_migration_set_device_state"
 
@@ -109,11 +109,28 @@ TEST_F_TIMEOUT(qemu, assign_edu_dma, 300)
 	ASSERT_EQ(0, memcmp(pattern, back, sizeof(back)));
 	TH_LOG("edu copied %u bytes from VM RAM 0x%llx to 0x%llx by DMA", EDU_DMA_MAX, src, dst);
 
+	/*
+	 * QEMU follows the VM's memory map with MAP_DMA and UNMAP_DMA. The BAR moves: its mapping
+	 * (peer to peer, nothing pinned) is unmapped and made again at the new address. The PAM
+	 * registers of the q35 host bridge turn 0xc0000-0xfffff from ROM into RAM: the ROM mappings
+	 * are unmapped, the RAM there is mapped, and pinned.
+	 */
+	ASSERT_EQ(0, qtest_pci_writel(&self->src, EDU_SLOT, 0x04, 0x4));
+	ASSERT_EQ(0, qtest_pci_enable(&self->src, EDU_SLOT, BAR_ADDR + 0x1000000));
+	ASSERT_EQ(0, qtest(&self->src, "writel 0x%llx 0x1", BAR_ADDR + 0x1000000 + 4));
+	ASSERT_EQ(0xfffffffe, qtest_readl(&self->src, BAR_ADDR + 0x1000000 + 4));
+	ASSERT_EQ(pinned, pinned_by_qemu(self->pins0));
+	ASSERT_EQ(0, qtest(&self->src, "outl 0xcf8 0x%x", 0x80000090));
+	ASSERT_EQ(0, qtest(&self->src, "outl 0xcfc 0x33333330"));
+	ASSERT_EQ(0, qtest(&self->src, "outl 0xcf8 0x%x", 0x80000094));
+	ASSERT_EQ(0, qtest(&self->src, "outw 0xcfc 0x3333"));
+	ASSERT_EQ(0, qtest(&self->src, "outb 0xcfe 0x33"));
+	RECORD("qemu_pinned_pages_pam_ram", "%ld", pinned_by_qemu(self->pins0));
+
 	ASSERT_EQ(0, qemu_quit(&self->src));
 	EXPECT_EQ(0, pinned_by_qemu(self->pins0));
-	/* Every RAM region QEMU mapped: the same for both backends. */
-	ASSERT_LT(0, qemu_trace(&self->src, "vfio_listener_region_add_ram", trace_append_map,
-				&maps));
+	/* Every RAM region QEMU mapped and unmapped: the same for both backends. */
+	ASSERT_LT(0, qemu_trace(&self->src, NULL, trace_append_map, &maps));
 	RECORD("qemu_ram_maps", "%d %s", maps.n, maps.s);
 }
 
