@@ -381,7 +381,8 @@ static inline int qemu_write_hlt_bios(const char *root)
  */
 static inline int qemu_start(struct qemu *q, const char *name, const char *const *args)
 {
-	char qtest_path[320], qmp_path[320], out_path[320], qtest_arg[300], qmp_arg[300], log_arg[300];
+	char qtest_path[320], qmp_path[320], out_path[320], log_path[320];
+	char qtest_arg[300], qmp_arg[300], log_arg[300];
 	const char *argv[96] = {
 		QEMU_BIN, "-machine", "q35", "-accel", "tcg,tb-size=16", "-S", "-m", "64M", "-nodefaults",
 		"-bios", "/tmp/vir-hlt.bin",
@@ -389,7 +390,7 @@ static inline int qemu_start(struct qemu *q, const char *name, const char *const
 		"-mon", "chardev=qmp,mode=control", "-D", log_arg,
 	};
 	const char *root = getenv("VFIO_TEST_HOSTROOT");
-	int argc = 23, lq = -1, lm = -1, err = EIO;
+	int argc = 0, lq = -1, lm = -1, err;
 
 	memset(q, 0, sizeof(*q));
 	q->qtest.fd = q->qmp.fd = -1;
@@ -402,9 +403,12 @@ static inline int qemu_start(struct qemu *q, const char *name, const char *const
 	qemu_path(q, ".qtest", qtest_path, sizeof(qtest_path));
 	qemu_path(q, ".qmp", qmp_path, sizeof(qmp_path));
 	qemu_path(q, ".out", out_path, sizeof(out_path));
+	qemu_path(q, ".log", log_path, sizeof(log_path));
 	snprintf(qtest_arg, sizeof(qtest_arg), "unix:/tmp/%s.qtest", name);
 	snprintf(qmp_arg, sizeof(qmp_arg), "socket,path=/tmp/%s.qmp,id=qmp", name);
 	snprintf(log_arg, sizeof(log_arg), "/tmp/%s.log", name);
+	while (argv[argc])
+		argc++;
 	for (; *args && argc < 94; args++)
 		argv[argc++] = *args;
 	argv[argc] = NULL;
@@ -413,12 +417,7 @@ static inline int qemu_start(struct qemu *q, const char *name, const char *const
 
 		snprintf(q->cmdline + len, sizeof(q->cmdline) - len, "%s%s", i ? " " : "", argv[i]);
 	}
-	{
-		char log_path[320];
-
-		qemu_path(q, ".log", log_path, sizeof(log_path));
-		unlink(log_path);
-	}
+	unlink(log_path);
 	err = qemu_write_hlt_bios(root);
 	if (err)
 		return err;

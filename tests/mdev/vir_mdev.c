@@ -277,7 +277,10 @@ static int vir_run_command(struct vir_mdev *m, u32 command, u64 iova, u32 count,
 	mutex_lock(&m->state_lock);
 	running = m->state == VFIO_DEVICE_STATE_RUNNING;
 	mutex_unlock(&m->state_lock);
-	/* A stopped device does not touch memory (migration relies on it). */
+	/*
+	 * A stopped device does not touch memory (migration relies on it). Checked when a command
+	 * starts: QEMU stops the device only after the VM, which issues the commands, has stopped.
+	 */
 	if (!running)
 		return -EBUSY;
 	switch (command) {
