@@ -164,18 +164,16 @@ static inline unsigned long long qtest_value(struct qemu *q, const char *fmt, un
 
 #define qtest_readl(q, addr) ((unsigned int)qtest_value(q, "readl 0x%llx", addr))
 
-/* PCI config space of bus 0 through ports 0xcf8/0xcfc. */
-static inline int qtest_pci_writel(struct qemu *q, int slot, int reg, unsigned int v)
+/* Selects config register @reg (dword aligned) of the device in @slot of bus 0 at port 0xcf8. */
+static inline int qtest_pci_select(struct qemu *q, int slot, int reg)
 {
-	return qtest(q, "outl 0xcf8 0x%x", 0x80000000U | slot << 11 | reg) ?:
-	       qtest(q, "outl 0xcfc 0x%x", v);
+	return qtest(q, "outl 0xcf8 0x%x", 0x80000000U | slot << 11 | reg);
 }
 
-static inline unsigned int qtest_pci_readl(struct qemu *q, int slot, int reg)
+/* Writes config register @reg of the device in @slot through ports 0xcf8/0xcfc. */
+static inline int qtest_pci_writel(struct qemu *q, int slot, int reg, unsigned int v)
 {
-	if (qtest(q, "outl 0xcf8 0x%x", 0x80000000U | slot << 11 | reg))
-		return ~0U;
-	return (unsigned int)qtest_value(q, "inl 0x%llx", 0xcfc);
+	return qtest_pci_select(q, slot, reg) ?: qtest(q, "outl 0xcfc 0x%x", v);
 }
 
 /* Puts BAR0 of the device in @slot at @addr and enables memory decoding and bus mastering. */
