@@ -16,6 +16,17 @@ if [ -f "$stamp" ]; then
 	echo "$out" >&3
 	exit 0
 fi
+# One kernel build at a time: a second caller waits, then finds the first one's result.
+exec 9>"$VIR_CACHE/.build.lock"
+if ! flock -n 9; then
+	info "kernel: another build is running; waiting for it"
+	flock 9
+	if [ -f "$stamp" ]; then
+		info "kernel: cache hit $(basename "$out")"
+		echo "$out" >&3
+		exit 0
+	fi
+fi
 
 if [ ! -f "$src/Makefile" ]; then
 	stage "kernel: unpacking $VIR_KERNEL_PKG $(kernel_version) into $src"

@@ -8,7 +8,8 @@
 # Usage: run-guest.sh KDIR MODE [TIMEOUT_SECONDS]
 #   MODE: check (the suite), demo (make demo), isolation (the IOMMU without interrupt remapping),
 #         bench (make bench), debug (make check-debug, on the debug kernel), fuzz (make fuzz)
-# VIR_GUEST_ENV="NAME=VALUE ..." exports variables to the guest's tests.
+# VIR_GUEST_ENV="NAME=VALUE ..." exports variables to the guest's tests; VIR_ONLY="a_test b_test"
+# runs only those test binaries (for iterating on a few tests; the leak and boot checks still run).
 source "$(dirname "$0")/lib.sh"
 
 kdir=${1:?usage: run-guest.sh KDIR MODE}
@@ -45,8 +46,14 @@ cmd=(qemu-system-x86_64
 	-display none -monitor none -no-reboot
 	-serial "file:$console" -serial "file:$tap"
 	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$VIR_ROOT/out/guest/initramfs.cpio.gz"
-	-append "console=ttyS0 intel_iommu=on oops=panic panic=-1 vir.mode=$mode $(for v in ${VIR_GUEST_ENV:-}; do printf 'vir.env.%s ' "$v"; done)")
+	-append "console=ttyS0 intel_iommu=on oops=panic panic=-1 vir.mode=$mode $(for v in ${VIR_GUEST_ENV:-} ${VIR_ONLY:+VIR_ONLY=${VIR_ONLY// /,}}; do printf 'vir.env.%s ' "$v"; done)")
 
+# One guest at a time on this machine (2 cores): a second run waits for the first.
+exec 9>"${TMPDIR:-/tmp}/vir-guest.lock"
+if ! flock -n 9; then
+	info "guest: another guest is running; waiting for it"
+	flock 9
+fi
 stage "guest: booting ($accel, mode $mode, limit ${limit}s; console: $console)"
 start=$(date +%s)
 set +e
