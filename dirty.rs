@@ -23,10 +23,7 @@
 //! share a word merge); the rest of the written words is overwritten. Mappings are written in IOVA
 //! order.
 
-use crate::{
-    dma::DmaMapping,
-    mm,
-};
+use crate::{iova::IovaRange, mm};
 use core::mem::size_of;
 use kernel::{
     prelude::*,
@@ -91,6 +88,18 @@ impl DirtyPages {
     }
 }
 
+/// What a report needs to know of a mapping (implemented by `DmaMapping`, so that dirty tracking
+/// does not depend on the mapping type).
+pub(crate) trait DirtySource {
+    /// The mapping's IOVA range.
+    fn range(&self) -> IovaRange;
+    /// Whether every page is dirty once, at the next report.
+    fn all_dirty_once(&self) -> bool;
+    /// Calls `f` for the dirty page numbers in `lo..hi` (in `1 << pgshift` units from the start of
+    /// the mapping), in ascending order; a page may be reported more than once.
+    fn dirty_pages_in(&mut self, lo: u64, hi: u64, pgshift: u32, f: &mut dyn FnMut(u64));
+}
+
 /// A user bitmap of `VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP` or of an unmap.
 pub(crate) struct UserBitmap {
     /// Bytes per bit.
@@ -124,17 +133,18 @@ impl UserBitmap {
     pub(crate) fn write(
         &self,
         base: u64,
-        mapping: &mut DmaMapping,
+        mapping: &mut impl DirtySource,
         all: bool,
         window: &mut Window,
     ) -> Result {
         let pgshift = self.pgsize.trailing_zeros();
-        let nbits = mapping.size() >> pgshift;
-        let bit_offset = (mapping.range.start - base) >> pgshift;
+        let range = mapping.range();
+        let nbits = range.size().unwrap_or(u64::MAX) >> pgshift;
+        let bit_offset = range.start.checked_sub(base).ok_or(EINVAL)? >> pgshift;
         let first_word = bit_offset / 64;
         let shift = bit_offset % 64;
         let words = (nbits + shift).div_ceil(64);
-        let all = all || mapping.all_dirty_once;
+        let all = all || mapping.all_dirty_once();
 
         // The user's bits below ours in the first word are kept.
         let leftover = if shift != 0 {

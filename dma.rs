@@ -3,17 +3,21 @@
 //! DMA mappings: user memory pinned and mapped at an IOVA range in every domain of a container.
 //!
 //! A mapping is created whole by `VFIO_IOMMU_MAP_DMA` and removed whole by
-//! `VFIO_IOMMU_UNMAP_DMA` (type1 never splits one). Pinning goes in batches of up to 512 pages
-//! and maps each physically contiguous run with one `iommu_map` per domain, so the IOMMU driver
-//! can use large pages; runs continue across batches. Unmapping reads the runs back from the
-//! first domain (`iommu_iova_to_phys`), unmaps each with one `iommu_unmap` per domain and then
-//! releases its pins: pfns are not stored per page.
+//! `VFIO_IOMMU_UNMAP_DMA` (type1 never splits one). Pinning goes in batches of up to 512 pages,
+//! each charged to the owner's locked memory as it is pinned (type1 charges run by run), and maps
+//! each physically contiguous run with one `iommu_map` per domain, so the IOMMU driver can use
+//! large pages; runs continue across batches. Unmapping reads the runs back from the first domain
+//! (`iommu_iova_to_phys`), unmaps each with one `iommu_unmap` per domain and then releases its
+//! pins: pfns are not stored per page.
+//!
+//! Locked memory is accounted per page by its own pfn, with the invariant of [`crate::account`].
 //!
 //! Locking: every function here runs under the owning container's mutex, and pins or charges
 //! memory under the owner's `mmap_lock` (taken inside [`crate::mm`]).
 
 use crate::{
-    dirty::DirtyPages,
+    account::{LockedAccount, PinCharge},
+    dirty::{DirtyPages, DirtySource},
     domain::{Domain, Prot},
     iova::IovaRange,
     mm::{self, MmOwner, PAGE_SHIFT, PAGE_SIZE},
@@ -40,11 +44,8 @@ pub(crate) struct DmaMapping {
     pub(crate) vaddr: u64,
     /// What the device may do.
     pub(crate) prot: Prot,
-    /// Whose memory it is and who is charged for it; shared by the mappings a process makes.
-    pub(crate) owner: Arc<MmOwner>,
-    /// Pages charged to the owner's locked memory: the distinct, non-reserved pages of the
-    /// mapping we hold pinned, for the IOMMU or for vendor drivers (type1's `locked_vm`).
-    locked_pages: u64,
+    /// Whose memory it is, and the pages charged to its locked memory ([`crate::account`]).
+    pub(crate) account: LockedAccount,
     /// Pages pinned by vendor drivers, keyed by IOVA.
     pub(crate) vendor_pins: RBTree<u64, VendorPin>,
     /// Pages dirtied since the last report, while tracking.
@@ -60,6 +61,20 @@ pub(crate) struct DmaMapping {
     pub(crate) vaddr_invalid: bool,
 }
 
+/// What a failed or finished [`DmaMapping::pin_and_map`] did so far.
+#[derive(Default)]
+struct Pinned {
+    /// Bytes mapped into all domains, from the start of the mapping.
+    mapped: u64,
+    /// Pages charged for the IOMMU pins.
+    charged: u64,
+    /// IOMMU-pinned pages that count as locked memory.
+    locked: u64,
+    /// Of those, pages a vendor pin holds charged already ([`PinCharge::Own`], same pfn): not
+    /// charged again; the vendor pins become [`PinCharge::Shared`] if the mapping succeeds.
+    shared: u64,
+}
+
 impl DmaMapping {
     /// A mapping of `range` at `vaddr` owned by `owner` (the calling task), not yet pinned.
     pub(crate) fn new(range: IovaRange, vaddr: u64, prot: Prot, owner: Arc<MmOwner>) -> Self {
@@ -67,8 +82,7 @@ impl DmaMapping {
             range,
             vaddr,
             prot,
-            owner,
-            locked_pages: 0,
+            account: LockedAccount::new(owner),
             vendor_pins: RBTree::new(),
             dirty: DirtyPages::new(),
             all_dirty_once: false,
@@ -82,61 +96,60 @@ impl DmaMapping {
         self.range.size().unwrap_or(u64::MAX)
     }
 
+    /// The user address of the page at `iova` (inside the mapping).
+    fn vaddr_of(&self, iova: u64) -> Result<u64> {
+        let offset = iova.checked_sub(self.range.start).ok_or(EINVAL)?;
+        self.vaddr.checked_add(offset).ok_or(EINVAL)
+    }
+
     /// Moves the mapping's charge to the calling task when it supplies a new vaddr from another
     /// address space (type1's `vfio_change_dma_owner`).
     pub(crate) fn change_owner(&mut self) -> Result {
-        if self.owner.is_current() {
+        if self.account.owner().is_current() {
             return Ok(());
         }
         let new = Arc::new(MmOwner::current()?, GFP_KERNEL)?;
-        let pages = i64::try_from(self.locked_pages).map_err(|_| EINVAL)?;
-        new.account(pages)?;
-        // The old address space may be gone; then its charge went with it.
-        let _ = self.owner.account(-pages);
-        self.owner = new;
+        self.account.move_to(new)
+    }
+
+    /// Vendor pins in state `charge`.
+    fn vendor_pins_in(&self, charge: PinCharge) -> u64 {
+        self.vendor_pins.values().filter(|p| p.charge == charge).count() as u64
+    }
+
+    /// Pins the mapping's memory and maps it into `domains` (the container's domains, or the
+    /// first domain of a container that had none). On failure nothing of it stays pinned, mapped
+    /// or charged, and `ENOMEM` comes as soon as a batch does not fit `RLIMIT_MEMLOCK`: pages
+    /// that are not locked memory (a device BAR) are never charged, so a BAR maps at the limit.
+    pub(crate) fn pin_and_map(&mut self, domains: &[&Domain], batch: &mut PinBatch) -> Result {
+        let mut p = Pinned::default();
+        if let Err(e) = self.pin_and_map_runs(domains, batch, &mut p) {
+            unmap_unpin_range(self.range.start, p.mapped, self.prot.write, domains.iter().copied());
+            self.account.uncharge(p.charged);
+            return Err(e);
+        }
+        self.iommu_mapped = true;
+        // Vendor pins of the pages now also pinned for the IOMMU share its charge.
+        let mut shared = 0u64;
+        if let Some(first) = domains.first() {
+            for (&iova, pin) in self.vendor_pins.iter_mut() {
+                if pin.charge == PinCharge::Own && first.iova_to_phys(iova) >> PAGE_SHIFT == pin.pfn {
+                    pin.charge = PinCharge::Shared;
+                    shared += 1;
+                }
+            }
+        }
+        if shared != p.shared {
+            pr_err!("accounting invariant violated at map: {} shared pins, {} expected\n", shared, p.shared);
+        }
+        let expected = p.locked.saturating_add(self.vendor_pins_in(PinCharge::Own));
+        self.account.check(expected, "map");
         Ok(())
     }
 
-    /// Pins the mapping's memory and maps it into `domains`. On failure nothing of it stays
-    /// pinned, mapped or charged.
-    ///
-    /// The whole mapping is charged to the owner's locked memory first (one `mmap_lock` round
-    /// trip, and `ENOMEM` before anything is pinned when it does not fit); the pages that are not
-    /// to be charged (reserved pages, and pages a vendor driver pinned, which are charged already)
-    /// are given back at the end. The outcome is type1's, which charges run by run.
-    pub(crate) fn pin_and_map(&mut self, domains: &[&Domain], batch: &mut PinBatch) -> Result {
-        let total = self.size() >> PAGE_SHIFT;
-        let pages = i64::try_from(total).map_err(|_| ENOMEM)?;
-        self.owner.account(pages)?;
-        let mut mapped = 0u64;
-        let mut reserved = 0u64;
-        let r = self.pin_and_map_runs(domains, batch, &mut mapped, &mut reserved);
-        match r {
-            Ok(()) => {
-                let vendor = self.vendor_pins.values().filter(|v| !v.reserved).count() as u64;
-                let not_charged = reserved + vendor;
-                let _ = self.owner.account(-(not_charged as i64));
-                self.locked_pages += total - not_charged;
-                self.iommu_mapped = true;
-            }
-            Err(_) => {
-                let domains = domains.iter().copied();
-                unmap_unpin_range(self.range.start, mapped, self.prot.write, domains);
-                let _ = self.owner.account(-pages);
-            }
-        }
-        r
-    }
-
-    /// The loop of [`Self::pin_and_map`]: on return, the first `mapped` bytes are mapped into all
-    /// domains, and nothing else is pinned; `reserved` counts the reserved pages pinned.
-    fn pin_and_map_runs(
-        &mut self,
-        domains: &[&Domain],
-        batch: &mut PinBatch,
-        mapped: &mut u64,
-        reserved: &mut u64,
-    ) -> Result {
+    /// The loop of [`Self::pin_and_map`]: on return, the first `p.mapped` bytes are mapped into
+    /// all domains, `p.charged` pages are charged, and nothing else is pinned.
+    fn pin_and_map_runs(&mut self, domains: &[&Domain], batch: &mut PinBatch, p: &mut Pinned) -> Result {
         let total = self.size() >> PAGE_SHIFT;
         let split_runs = crate::params::disable_hugepages();
         let mut pinned = 0u64;
@@ -155,25 +168,34 @@ impl DmaMapping {
                 .min(buf.len());
             // Cannot overflow: `vaddr + size - 1` was checked when the mapping was requested.
             let vaddr = self.vaddr + (pinned << PAGE_SHIFT);
-            let (n, rsvd) = match self.owner.pin(vaddr, self.prot.write, &mut buf[..want]) {
+            let (n, rsvd) = match self.account.owner().pin(vaddr, self.prot.write, &mut buf[..want]) {
                 Ok(r) => r,
                 Err(e) => break Err(e),
             };
             let pfns = &buf[..n];
-            *reserved += rsvd;
+            let batch_iova = self.range.start + (pinned << PAGE_SHIFT);
+            let locked = (n as u64).saturating_sub(rsvd);
+            let shared = shared_with_vendor(&mut self.vendor_pins, batch_iova, pfns);
+            if let Err(e) = self.account.charge(locked.saturating_sub(shared)) {
+                unpin_each(pfns);
+                break Err(e);
+            }
+            p.charged += locked.saturating_sub(shared);
+            p.locked += locked;
+            p.shared += shared;
             pinned += n as u64;
             for (i, &pfn) in pfns.iter().enumerate() {
                 run = match run {
                     Some((start, len)) if !split_runs && pfn == start + len => Some((start, len + 1)),
                     Some((start, len)) => {
-                        if let Err(e) = self.map_run(domains, *mapped, start, len) {
+                        if let Err(e) = self.map_run(domains, p.mapped, start, len) {
                             // SAFETY: The run's pages were pinned by us and are not mapped.
                             unsafe { mm::unpin_pfns(start, len, false) };
                             unpin_each(&pfns[i..]);
                             run = None;
                             break 'pin Err(e);
                         }
-                        *mapped += len << PAGE_SHIFT;
+                        p.mapped += len << PAGE_SHIFT;
                         Some((pfn, 1))
                     }
                     None => Some((pfn, 1)),
@@ -182,9 +204,9 @@ impl DmaMapping {
             mm::cond_resched();
         };
         if let Some((start, len)) = run {
-            let r = result.and_then(|()| self.map_run(domains, *mapped, start, len));
+            let r = result.and_then(|()| self.map_run(domains, p.mapped, start, len));
             match r {
-                Ok(()) => *mapped += len << PAGE_SHIFT,
+                Ok(()) => p.mapped += len << PAGE_SHIFT,
                 Err(e) => {
                     // SAFETY: The run's pages were pinned by us and are not mapped.
                     unsafe { mm::unpin_pfns(start, len, false) };
@@ -211,20 +233,30 @@ impl DmaMapping {
         Ok(())
     }
 
-    /// Unmaps the mapping from `domains` (all domains of the container, which all map it),
-    /// releases its pins and its charge. Cannot fail and does not allocate.
+    /// Unmaps the mapping from `domains` (all domains of the container, which all map it) and
+    /// releases its IOMMU pins and their charge. Cannot fail and does not allocate.
     ///
-    /// Pages still pinned by vendor drivers stay pinned and charged.
+    /// Pages still pinned by vendor drivers stay pinned and charged: a vendor pin that shared the
+    /// charge of an IOMMU pin takes it over.
     pub(crate) fn unmap_and_unpin<'a>(&mut self, domains: impl Iterator<Item = &'a Domain>) {
         if !self.iommu_mapped {
             return;
         }
-        unmap_unpin_range(self.range.start, self.size(), self.prot.write, domains);
+        let unpinned = unmap_unpin_range(self.range.start, self.size(), self.prot.write, domains);
         self.iommu_mapped = false;
-        let vendor = self.vendor_pins.values().filter(|v| !v.reserved).count() as u64;
-        let pages = i64::try_from(self.locked_pages - vendor).unwrap_or(i64::MAX);
-        let _ = self.owner.account(-pages);
-        self.locked_pages = vendor;
+        let mut taken_over = 0u64;
+        for pin in self.vendor_pins.values_mut() {
+            if pin.charge == PinCharge::Shared {
+                pin.charge = PinCharge::Own;
+                taken_over += 1;
+            }
+        }
+        if taken_over > unpinned {
+            pr_err!("accounting invariant violated at unmap: {} shared pins, {} pages unpinned\n", taken_over, unpinned);
+        }
+        self.account.uncharge(unpinned.saturating_sub(taken_over));
+        let expected = self.vendor_pins_in(PinCharge::Own);
+        self.account.check(expected, "unmap");
     }
 
     /// Takes the mapping down for good: vendor pins left behind by a driver that did not unpin
@@ -232,12 +264,15 @@ impl DmaMapping {
     pub(crate) fn remove<'a>(mut self, domains: impl Iterator<Item = &'a Domain>) {
         let mut left = 0u64;
         loop {
-            let Some(iova) = self.vendor_pins.keys().next().copied() else {
+            let Some(&iova) = self.vendor_pins.keys().next() else {
                 break;
             };
             if let Some(pin) = self.vendor_pins.remove(&iova) {
                 // SAFETY: The vendor pin was taken by `pin_vendor_page` and is released once.
                 unsafe { mm::unpin_pfns(pin.pfn, 1, self.prot.write) };
+                if pin.charge == PinCharge::Own {
+                    self.account.uncharge(1);
+                }
                 left += 1;
             }
         }
@@ -249,67 +284,65 @@ impl DmaMapping {
             );
         }
         self.unmap_and_unpin(domains);
-        self.uncharge();
+        self.account.check(0, "remove");
     }
 
     /// Pins the page at `iova` (page aligned, inside the mapping) for a vendor driver; a page
-    /// pinned already gets one more reference. Returns its pfn and whether it must be charged to
-    /// the owner's locked memory: a new pin of a non-reserved page while the mapping is not pinned
-    /// for the IOMMU (which charged its pages already). The caller charges such pages with
-    /// [`Self::charge`], once for a whole `pin_pages` request (type1 takes the owner's
-    /// `mmap_lock` per page).
-    pub(crate) fn pin_vendor_page(&mut self, iova: u64) -> Result<(u64, bool)> {
+    /// pinned already gets one more reference. `iommu` is the container's first domain, if any.
+    /// Returns the pfn and whether the pin is [`PinCharge::Pending`]: a new pin of a page that
+    /// counts as locked memory and that no IOMMU pin of `iova` holds. The caller charges such
+    /// pins, once for a whole `pin_pages` request, and then calls [`Self::commit_pending`].
+    pub(crate) fn pin_vendor_page(&mut self, iova: u64, iommu: Option<&Domain>) -> Result<(u64, bool)> {
         if let Some(pin) = self.vendor_pins.get_mut(&iova) {
             pin.refs = pin.refs.checked_add(1).ok_or(EBUSY)?;
             return Ok((pin.pfn, false));
         }
-        let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
-        let vaddr = self.vaddr + (iova - self.range.start);
-        let (pfn, reserved) = self.owner.pin_one(vaddr, self.prot.write)?;
+        let node = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
+        let vaddr = self.vaddr_of(iova)?;
+        let (pfn, reserved) = self.account.owner().pin_one(vaddr, self.prot.write)?;
         // Vendor drivers get `struct page`s: MMIO (peer-to-peer mappings) is refused, as in type1.
         // Nothing was pinned for it.
         if !mm::pfn_valid(pfn) {
             return Err(EINVAL);
         }
-        let pin = VendorPin {
-            pfn,
-            refs: 1,
-            reserved,
+        let iommu_pfn = iommu.filter(|_| self.iommu_mapped).map(|d| d.iova_to_phys(iova) >> PAGE_SHIFT);
+        let charge = if reserved {
+            PinCharge::Reserved
+        } else if iommu_pfn == Some(pfn) {
+            PinCharge::Shared
+        } else {
+            PinCharge::Pending
         };
-        self.vendor_pins.insert(node.into_node(iova, pin));
-        Ok((pfn, !self.iommu_mapped && !reserved))
+        self.vendor_pins.insert(node.into_node(iova, VendorPin { pfn, refs: 1, charge }));
+        Ok((pfn, charge == PinCharge::Pending))
     }
 
-    /// Charges `pages` pages pinned by [`Self::pin_vendor_page`] to the owner's locked memory
-    /// (`ENOMEM` beyond `RLIMIT_MEMLOCK`, as for mappings).
-    pub(crate) fn charge(&mut self, pages: u64) -> Result {
-        if pages != 0 {
-            self.owner.account(i64::try_from(pages).map_err(|_| ENOMEM)?)?;
-            self.locked_pages += pages;
-        }
-        Ok(())
-    }
-
-    /// Returns `pages` pages released by [`Self::unpin_vendor_page`] to the owner's locked memory.
-    pub(crate) fn uncharge_pages(&mut self, pages: u64) {
-        if pages != 0 {
-            let _ = self.owner.account(-(i64::try_from(pages).unwrap_or(i64::MAX)));
-            self.locked_pages -= pages;
+    /// Marks the [`PinCharge::Pending`] vendor pins of the `pages` pages from `iova` charged
+    /// ([`PinCharge::Own`]), once the caller has charged them to [`Self::account`].
+    pub(crate) fn commit_pending(&mut self, iova: u64, pages: u64) {
+        let end = iova.saturating_add(pages.saturating_mul(PAGE_SIZE));
+        let mut cursor = self.vendor_pins.cursor_lower_bound(&iova);
+        while let Some(mut c) = cursor {
+            let (&at, pin) = c.current_mut();
+            if at >= end {
+                break;
+            }
+            if pin.charge == PinCharge::Pending {
+                pin.charge = PinCharge::Own;
+            }
+            cursor = c.move_next();
         }
     }
 
     /// Drops one vendor reference on the page at `iova`; the last one unpins it (and, while
     /// `tracking`, marks it dirty for the next report: it may have been written while pinned).
-    /// Returns whether a charged page was released: the caller uncharges such pages with
-    /// [`Self::uncharge_pages`] (or not at all if they were never charged).
-    pub(crate) fn unpin_vendor_page(&mut self, iova: u64, tracking: bool, pgshift: u32) -> bool {
-        let Some(mut entry) = self.vendor_pins.find_mut(&iova) else {
-            return false;
-        };
+    /// Returns the released pin's charge, which the caller returns if it is [`PinCharge::Own`].
+    pub(crate) fn unpin_vendor_page(&mut self, iova: u64, tracking: bool, pgshift: u32) -> Option<PinCharge> {
+        let mut entry = self.vendor_pins.find_mut(&iova)?;
         let pin = entry.get_mut();
-        pin.refs -= 1;
+        pin.refs = pin.refs.saturating_sub(1);
         if pin.refs != 0 {
-            return false;
+            return None;
         }
         let pin = entry.remove();
         // SAFETY: The vendor pin was taken by `pin_vendor_page` and this was its last reference.
@@ -321,24 +354,7 @@ impl DmaMapping {
                 self.all_dirty_once = true;
             }
         }
-        !self.iommu_mapped && !pin.reserved
-    }
-
-    /// Calls `f` for the page numbers in `lo..hi` (in `1 << pgshift` units) that are pinned by
-    /// vendor drivers or marked dirty.
-    pub(crate) fn dirty_pages_in(&mut self, lo: u64, hi: u64, pgshift: u32, f: &mut impl FnMut(u64)) {
-        let start = self.range.start;
-        let mut cursor = self.vendor_pins.cursor_lower_bound(&(start + (lo << pgshift)));
-        while let Some(c) = cursor {
-            let (&iova, _) = c.current();
-            let p = (iova - start) >> pgshift;
-            if p >= hi {
-                break;
-            }
-            f(p);
-            cursor = c.move_next();
-        }
-        self.dirty.for_each_in(lo, hi, f);
+        Some(pin.charge)
     }
 
     /// Maps the pinned mapping into the new domain `to`, copying the translations of `from`.
@@ -368,14 +384,53 @@ impl DmaMapping {
         self.dirty.clear();
         self.all_dirty_once = false;
     }
+}
 
-    /// Releases the mapping's charge on the owner's locked memory.
-    fn uncharge(&mut self) {
-        let pages = i64::try_from(self.locked_pages).unwrap_or(i64::MAX);
-        // Uncharging cannot exceed what was charged; an exited owner is not charged any more.
-        let _ = self.owner.account(-pages);
-        self.locked_pages = 0;
+impl DirtySource for DmaMapping {
+    fn range(&self) -> IovaRange {
+        self.range
     }
+
+    fn all_dirty_once(&self) -> bool {
+        self.all_dirty_once
+    }
+
+    /// Pages pinned by vendor drivers are dirty, and pages marked since the last report.
+    fn dirty_pages_in(&mut self, lo: u64, hi: u64, pgshift: u32, f: &mut dyn FnMut(u64)) {
+        let start = self.range.start;
+        let mut cursor = self.vendor_pins.cursor_lower_bound(&(start + (lo << pgshift)));
+        while let Some(c) = cursor {
+            let (&iova, _) = c.current();
+            let p = (iova - start) >> pgshift;
+            if p >= hi {
+                break;
+            }
+            f(p);
+            cursor = c.move_next();
+        }
+        self.dirty.for_each_in(lo, hi, &mut |p| f(p));
+    }
+}
+
+/// How many of the pages just pinned for the IOMMU at `pfns` (from `iova`) are held charged by a
+/// vendor pin of the same IOVA and page already.
+fn shared_with_vendor(pins: &mut RBTree<u64, VendorPin>, iova: u64, pfns: &[u64]) -> u64 {
+    let mut shared = 0u64;
+    let mut cursor = pins.cursor_lower_bound(&iova);
+    while let Some(c) = cursor {
+        let (&at, pin) = c.current();
+        let Ok(i) = usize::try_from((at - iova) >> PAGE_SHIFT) else {
+            break;
+        };
+        let Some(&pfn) = pfns.get(i) else {
+            break;
+        };
+        if pin.charge == PinCharge::Own && pin.pfn == pfn {
+            shared += 1;
+        }
+        cursor = c.move_next();
+    }
+    shared
 }
 
 /// The bytes from `iova` (translating to `phys` in `domain`) that are physically contiguous, up
@@ -397,22 +452,24 @@ fn unpin_each(pfns: &[u64]) {
 }
 
 /// Unmaps `size` bytes from `iova` in every domain and releases the pins of the pages they
-/// mapped, which the first domain tells (type1's `vfio_unmap_unpin`).
+/// mapped, which the first domain tells (type1's `vfio_unmap_unpin`). Returns how many of the
+/// unpinned pages count as locked memory.
 fn unmap_unpin_range<'a>(
     iova: u64,
     size: u64,
     dirty: bool,
     mut domains: impl Iterator<Item = &'a Domain>,
-) {
+) -> u64 {
     let Some(first) = domains.next() else {
-        return;
+        return 0;
     };
     if size == 0 {
-        return;
+        return 0;
     }
     for d in domains {
         d.unmap(iova, size);
     }
+    let mut locked = 0u64;
     let mut offset = 0;
     while offset < size {
         let pos = iova + offset;
@@ -431,10 +488,11 @@ fn unmap_unpin_range<'a>(
         // SAFETY: The range was mapped from pages pinned for this mapping, physically
         // contiguous from `phys` (large IOMMU pages only cover contiguous pinned runs), and is
         // now unmapped everywhere, so these pins are ours to release.
-        unsafe { mm::unpin_pfns(phys >> PAGE_SHIFT, unmapped >> PAGE_SHIFT, dirty) };
+        locked += unsafe { mm::unpin_pfns(phys >> PAGE_SHIFT, unmapped >> PAGE_SHIFT, dirty) };
         offset += unmapped;
         mm::cond_resched();
     }
+    locked
 }
 
 /// Pages of a batch small enough to live on the stack (256 bytes).
@@ -472,91 +530,3 @@ impl PinBatch {
     }
 }
 
-/// A container's mappings, keyed by their first IOVA; they never overlap.
-pub(crate) struct DmaTree {
-    tree: RBTree<u64, DmaMapping>,
-}
-
-impl DmaTree {
-    /// No mappings.
-    pub(crate) fn new() -> Self {
-        Self { tree: RBTree::new() }
-    }
-
-    /// The first IOVA of the lowest mapping that overlaps `range`.
-    pub(crate) fn first_overlap(&mut self, range: &IovaRange) -> Option<u64> {
-        // A mapping starting below `range.start` overlaps if it reaches into it.
-        if let Some(cursor) = self.tree.cursor_lower_bound(&range.start) {
-            if let Some((_, prev)) = cursor.peek_prev() {
-                if prev.range.overlaps(range) {
-                    return Some(prev.range.start);
-                }
-            }
-            let (&start, _) = cursor.current();
-            return (start <= range.last).then_some(start);
-        }
-        let cursor = self.tree.cursor_back()?;
-        let (&start, m) = cursor.current();
-        m.range.overlaps(range).then_some(start)
-    }
-
-    /// The first IOVA of the mapping that contains `iova`.
-    pub(crate) fn containing(&mut self, iova: u64) -> Option<u64> {
-        self.first_overlap(&IovaRange { start: iova, last: iova })
-    }
-
-    /// The mapping that contains `iova`.
-    pub(crate) fn containing_mut(&mut self, iova: u64) -> Option<&mut DmaMapping> {
-        let key = self.containing(iova)?;
-        self.get_mut(key)
-    }
-
-    /// The first IOVA of the next mapping after the one starting at `start`.
-    pub(crate) fn next_after(&mut self, start: u64) -> Option<u64> {
-        let cursor = self.tree.cursor_lower_bound(&start)?;
-        cursor.peek_next().map(|(&k, _)| k)
-    }
-
-    /// The mapping starting at `start`.
-    pub(crate) fn get(&self, start: u64) -> Option<&DmaMapping> {
-        self.tree.get(&start)
-    }
-
-    /// The mapping starting at `start`.
-    pub(crate) fn get_mut(&mut self, start: u64) -> Option<&mut DmaMapping> {
-        self.tree.get_mut(&start)
-    }
-
-    /// Allocates the tree node of a mapping to be inserted, so that inserting cannot fail.
-    pub(crate) fn reserve() -> Result<DmaNode> {
-        Ok(DmaNode(RBTreeNodeReservation::new(GFP_KERNEL)?))
-    }
-
-    /// Adds a mapping that overlaps none, in a node reserved before.
-    pub(crate) fn insert(&mut self, node: DmaNode, mapping: DmaMapping) {
-        self.tree.insert(node.0.into_node(mapping.range.start, mapping));
-    }
-
-    /// Removes the mapping starting at `start`.
-    pub(crate) fn remove(&mut self, start: u64) -> Option<DmaMapping> {
-        self.tree.remove(&start)
-    }
-
-    /// The mappings in IOVA order.
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut DmaMapping> {
-        self.tree.values_mut()
-    }
-
-    /// The mappings in IOVA order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &DmaMapping> {
-        self.tree.values()
-    }
-
-    /// The first IOVA of the lowest mapping.
-    pub(crate) fn first_key(&self) -> Option<u64> {
-        self.tree.keys().next().copied()
-    }
-}
-
-/// A tree node reserved for a mapping.
-pub(crate) struct DmaNode(RBTreeNodeReservation<u64, DmaMapping>);

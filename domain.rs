@@ -236,13 +236,18 @@ impl DomainSet {
     /// The page sizes every domain supports, with sizes below `PAGE_SIZE` folded into
     /// `PAGE_SIZE` (type1's `vfio_update_pgsize_bitmap`); `PAGE_MASK` without domains.
     pub(crate) fn pgsize_bitmap(&self) -> u64 {
-        let page_mask = !(crate::mm::PAGE_SIZE - 1);
-        let mut bitmap = self.iter().fold(u64::MAX, |b, d| b & d.info().pgsize_bitmap);
-        if bitmap & !page_mask != 0 {
-            bitmap &= page_mask;
-            bitmap |= crate::mm::PAGE_SIZE;
-        }
-        bitmap
+        self.pgsize_bitmap_with(u64::MAX)
+    }
+
+    /// [`Self::pgsize_bitmap`] with one more domain that supports `extra`: 0 if they share no page
+    /// size, which `attach` refuses.
+    pub(crate) fn pgsize_bitmap_with(&self, extra: u64) -> u64 {
+        fold_pgsizes(self.iter().fold(extra, |b, d| b & d.info().pgsize_bitmap))
+    }
+
+    /// The smallest page size of the container: the unit of its IOVAs and dirty bitmaps.
+    pub(crate) fn min_pgsize(&self) -> u64 {
+        min_pgsize(self.pgsize_bitmap())
     }
 
     /// Whether every domain enforces cache coherency (true without domains, as in type1).
@@ -253,3 +258,19 @@ impl DomainSet {
 
 /// A tree node reserved for a domain.
 pub(crate) struct DomainNode(RBTreeNodeReservation<usize, DomainEntry>);
+
+/// Folds page sizes below `PAGE_SIZE` into `PAGE_SIZE` (type1's `vfio_update_pgsize_bitmap`).
+pub(crate) fn fold_pgsizes(bitmap: u64) -> u64 {
+    let page_mask = !(crate::mm::PAGE_SIZE - 1);
+    if bitmap & !page_mask != 0 {
+        (bitmap & page_mask) | crate::mm::PAGE_SIZE
+    } else {
+        bitmap
+    }
+}
+
+/// The smallest page size of `bitmap`; `PAGE_SIZE` for an empty one (which an attach refuses to
+/// create, so it never serves a request).
+pub(crate) fn min_pgsize(bitmap: u64) -> u64 {
+    1u64.checked_shl(bitmap.trailing_zeros()).unwrap_or(crate::mm::PAGE_SIZE)
+}

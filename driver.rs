@@ -16,13 +16,25 @@
 //!   answered that magic positively, with a module reference taken on [`Registration`]'s owner;
 //! - `attach_group`/`detach_group`/`release` are serialised by the core's container `group_lock`;
 //! - every other container ioctl is passed to `ioctl` with no core lock held, concurrently with
-//!   anything, including the `release` that follows the detach of the container's last group.
+//!   anything, including the `release` that follows the detach of the container's last group;
+//! - the core drops the module reference it took for a container right after `release`, even if
+//!   an `ioctl` of that container is still running (`vfio_fops_unl_ioctl` reads the driver
+//!   pointer without a lock or reference). So `rmmod` can begin while our code runs: the
+//!   [`Registration`] counts the ioctls in flight and its drop waits for them
+//!   ([`InFlight`]; Documentation/reliability.rst has the argument);
+//! - `pin_pages`, `unpin_pages` and `dma_rw` come from a vendor driver of a device that is open in
+//!   the container, which keeps the container (and so the module reference) alive.
 
 use crate::bindings;
 use crate::domain::Prot;
 use crate::group::{GroupType, IommuGroup};
+use crate::mm::DmaRwData;
 use crate::vendor::VfioDevice;
-use core::ptr;
+use core::{
+    mem::MaybeUninit,
+    ptr,
+    sync::atomic::{AtomicUsize, Ordering},
+};
 use kernel::ffi;
 use kernel::{
     error::{from_result, to_result},
@@ -61,13 +73,14 @@ pub(crate) trait IommuDriver: Send + Sync + Sized + 'static {
     /// Detaches `group`, which was attached before, from the container. Must not fail.
     fn detach_group(container: &Self, group: &IommuGroup);
 
-    /// Pins `pages.len()` pages from `iova` for a vendor driver of `group`; returns how many.
+    /// Pins `pages.len()` pages from `iova` for a vendor driver of `group`; returns how many, and
+    /// has written that many entries of `pages` (which may be uninitialised before the call).
     fn pin_pages(
         container: &Self,
         group: &IommuGroup,
         iova: u64,
         prot: Prot,
-        pages: &mut [*mut bindings::page],
+        pages: &mut [MaybeUninit<*mut bindings::page>],
     ) -> Result<usize>;
 
     /// Releases `npages` vendor pins from `iova`.
@@ -80,7 +93,7 @@ pub(crate) trait IommuDriver: Send + Sync + Sized + 'static {
     fn unregister_device(container: &Self, dev: &VfioDevice);
 
     /// Copies between `data` and the memory mapped at `iova`, for a vendor driver.
-    fn dma_rw(container: &Self, iova: u64, data: &mut [u8], write: bool) -> Result;
+    fn dma_rw(container: &Self, iova: u64, data: DmaRwData<'_>) -> Result;
 }
 
 /// The `extern "C"` trampolines of a [`IommuDriver`].
@@ -139,9 +152,11 @@ impl<T: IommuDriver> Adapter<T> {
         if iommu_data.is_null() {
             return EINVAL.to_errno() as ffi::c_long;
         }
-        // SAFETY: Non-null `iommu_data` is a live container (function safety contract). Taking
-        // our own reference keeps the state alive for the whole ioctl even if the core releases
-        // the container meanwhile (the core calls `ioctl` without a lock).
+        let _call = InFlight::enter();
+        // SAFETY: Non-null `iommu_data` is a container from `open_callback` (function safety
+        // contract) whose `release_callback` may run concurrently: the core reads the pointer
+        // without a lock. Our own reference, taken at once, keeps the state alive for the whole
+        // ioctl; the race of this borrow with the release is the core's, as for every backend.
         let container: Arc<T> = unsafe { Self::container(iommu_data) }.into();
         from_result(|| Ok(T::ioctl(&container, cmd, arg as UserPtr)? as ffi::c_long))
     }
@@ -181,7 +196,8 @@ impl<T: IommuDriver> Adapter<T> {
     /// # Safety
     ///
     /// Only called by the VFIO core (`vfio_pin_pages()`) with a live container, a group in it,
-    /// `1 <= npage <= VFIO_PIN_PAGES_MAX_ENTRIES` and `pages` an array of `npage` entries.
+    /// and `pages` an array of `npage` entries owned by the caller for the call, possibly
+    /// uninitialised (the core checks `npage <= VFIO_PIN_PAGES_MAX_ENTRIES`; so do we).
     unsafe extern "C" fn pin_pages_callback(
         iommu_data: *mut ffi::c_void,
         group: *mut bindings::iommu_group,
@@ -195,6 +211,9 @@ impl<T: IommuDriver> Adapter<T> {
             if pages.is_null() || n == 0 {
                 return Err(EINVAL);
             }
+            if n as u64 > bindings::VFIO_PIN_PAGES_MAX_ENTRIES as u64 {
+                return Err(E2BIG);
+            }
             let known = (bindings::IOMMU_READ | bindings::IOMMU_WRITE) as ffi::c_int;
             if prot & !known != 0 {
                 return Err(EINVAL);
@@ -207,8 +226,11 @@ impl<T: IommuDriver> Adapter<T> {
             let container = unsafe { Self::container(iommu_data) };
             // SAFETY: The core holds a reference on `group` for the duration of the call.
             let group = unsafe { IommuGroup::from_raw(group) };
-            // SAFETY: `pages` has `npage` entries, owned by the caller for the call.
-            let pages = unsafe { core::slice::from_raw_parts_mut(pages, n) };
+            // SAFETY: `pages` is non-null and has `npage` entries that the caller owns and does not
+            // touch for the call; as `MaybeUninit`, uninitialised entries are allowed.
+            let pages = unsafe {
+                core::slice::from_raw_parts_mut(pages.cast::<MaybeUninit<*mut bindings::page>>(), n)
+            };
             let done = T::pin_pages(&container, group, user_iova, prot, pages)?;
             ffi::c_int::try_from(done).map_err(|_| EINVAL)
         })
@@ -259,7 +281,8 @@ impl<T: IommuDriver> Adapter<T> {
     /// # Safety
     ///
     /// Only called by the VFIO core (`vfio_dma_rw()`) with a live container and `data` valid for
-    /// `count` bytes (`count > 0`).
+    /// `count` bytes, owned by the calling vendor driver for the call: read if `write` (copied to
+    /// the mapped memory), written if not (and then possibly uninitialised before the call).
     unsafe extern "C" fn dma_rw_callback(
         iommu_data: *mut ffi::c_void,
         user_iova: bindings::dma_addr_t,
@@ -273,9 +296,18 @@ impl<T: IommuDriver> Adapter<T> {
             }
             // SAFETY: `iommu_data` is a live container (function safety contract).
             let container = unsafe { Self::container(iommu_data) };
-            // SAFETY: `data` is valid for `count` bytes for the call (function safety contract).
-            let data = unsafe { core::slice::from_raw_parts_mut(data.cast::<u8>(), count) };
-            T::dma_rw(&container, user_iova, data, write)?;
+            let data = if write {
+                // SAFETY: `data` is valid for reads of `count` bytes for the call (function safety
+                // contract), and only read.
+                DmaRwData::Write(unsafe { core::slice::from_raw_parts(data.cast::<u8>(), count) })
+            } else {
+                // SAFETY: `data` is valid for writes of `count` bytes and not otherwise accessed for
+                // the call (function safety contract); `MaybeUninit` allows uninitialised bytes.
+                DmaRwData::Read(unsafe {
+                    core::slice::from_raw_parts_mut(data.cast::<MaybeUninit<u8>>(), count)
+                })
+            };
+            T::dma_rw(&container, user_iova, data)?;
             Ok(0)
         })
     }
@@ -333,6 +365,46 @@ impl<T: IommuDriver> Drop for Registration<T> {
     fn drop(&mut self) {
         // SAFETY: `ops` is registered (type invariant); the core removes it by address.
         unsafe { bindings::vfio_unregister_iommu_driver(ptr::from_ref(&*self.ops)) };
+        InFlight::wait_for_none();
+    }
+}
+
+/// The container ioctls running in this module, counted so that module exit can wait for them.
+///
+/// Once the last container is released, nothing can start a new call into us, but the core may
+/// have read our `ioctl` pointer before the release (it takes no lock or reference for ioctls)
+/// and be about to call it, or be in it. [`InFlight::wait_for_none`] first waits for every task
+/// that might be between the core's indirect call and our [`InFlight::enter`] (an RCU Tasks grace
+/// period on preemptible kernels that have it, an RCU grace period otherwise, which on a
+/// non-preemptible kernel implies every CPU scheduled), then for the count to drop to zero, then
+/// once more for the tasks between our [`InFlight`] drop and their return to the core.
+pub(crate) struct InFlight(());
+
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+impl InFlight {
+    /// Counts a call in; the returned guard counts it out.
+    fn enter() -> Self {
+        IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
+        Self(())
+    }
+
+    /// Waits until no call is in this module's code (see the type's documentation).
+    fn wait_for_none() {
+        // SAFETY: Called from module exit, in process context, without locks held.
+        unsafe { bindings::vir_wait_for_callers() };
+        while IN_FLIGHT.load(Ordering::Acquire) != 0 {
+            // SAFETY: As above; sleeps.
+            unsafe { bindings::vir_msleep(1) };
+        }
+        // SAFETY: As above.
+        unsafe { bindings::vir_wait_for_callers() };
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -69,34 +69,41 @@ impl IommuGroup {
     }
 }
 
-/// A group remembered by a container between `attach_group` and `detach_group`.
+/// A counted reference to a group, which a container keeps between `attach_group` and
+/// `detach_group` (or `release`).
 ///
 /// # Invariants
 ///
-/// The group is live while the reference exists: the VFIO core detaches a group from its
-/// container before it lets go of the group, and the container drops the reference there.
+/// `self.0` holds a reference on the group's kobject (`iommu_group_ref_get`), released on drop.
 pub(crate) struct GroupRef(NonNull<bindings::iommu_group>);
 
-// SAFETY: Only used to call IOMMU API functions that may run in any task.
+// SAFETY: The reference is counted, and the group is only used through IOMMU API functions that
+// may run in any task.
 unsafe impl Send for GroupRef {}
 // SAFETY: See `Send`.
 unsafe impl Sync for GroupRef {}
 
 impl GroupRef {
-    /// Remembers `group`.
-    ///
-    /// # Safety
-    ///
-    /// The returned reference must be dropped before the core detaches `group`.
-    pub(crate) unsafe fn new(group: &IommuGroup) -> Self {
-        // INVARIANT: The caller guarantees the group outlives the reference.
+    /// Takes a reference on `group`.
+    pub(crate) fn new(group: &IommuGroup) -> Self {
+        // SAFETY: `group` is live (type invariant of `IommuGroup`); the function takes a reference
+        // on it and returns it.
+        unsafe { bindings::iommu_group_ref_get(group.as_raw()) };
+        // INVARIANT: The reference was taken just above.
         Self(NonNull::from(group).cast())
     }
 
     /// The group.
     pub(crate) fn group(&self) -> &IommuGroup {
-        // SAFETY: The group is live while `self` exists (type invariant).
+        // SAFETY: The group is live while `self` holds its reference (type invariant).
         unsafe { IommuGroup::from_raw(self.0.as_ptr()) }
+    }
+}
+
+impl Drop for GroupRef {
+    fn drop(&mut self) {
+        // SAFETY: Releases the reference taken by `new` (type invariant).
+        unsafe { bindings::iommu_group_put(self.0.as_ptr()) };
     }
 }
 

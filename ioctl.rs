@@ -15,95 +15,42 @@ use crate::{
     container::{Container, Info, MapRequest, UnmapRequest, Version},
     dirty::{self, UserBitmap},
     domain::Prot,
-    driver::IommuDriver,
-    group::{GroupType, IommuGroup},
     iova::IovaRange,
-    vendor::VfioDevice,
 };
 use core::mem::size_of;
 use kernel::{
-    c_str,
     prelude::*,
-    sync::Arc,
     uaccess::{UserPtr, UserSlice},
 };
 
-impl IommuDriver for Container {
-    const NAME: &'static CStr = c_str!("vfio-iommu-rust");
-
-    fn check_extension(container: Option<&Self>, extension: u64) -> i64 {
-        let Ok(ext) = u32::try_from(extension) else {
-            return 0;
-        };
-        let yes = match ext {
-            bindings::VFIO_TYPE1_IOMMU | bindings::VFIO_TYPE1v2_IOMMU => true,
-            bindings::VFIO_UNMAP_ALL => true,
-            bindings::VFIO_UPDATE_VADDR | bindings::VFIO_DMA_CC_IOMMU => {
-                container.is_some_and(|c| c.has_extension(ext))
-            }
-            // Nesting is not offered (type1 of 6.12 claims it but cannot attach on x86).
-            _ => false,
-        };
-        yes.into()
+/// Serves a container ioctl other than `VFIO_CHECK_EXTENSION`.
+pub(crate) fn container_ioctl(container: &Container, cmd: u32, arg: UserPtr) -> Result<i64> {
+    match cmd {
+        bindings::VFIO_IOMMU_GET_INFO => get_info(container, arg),
+        bindings::VFIO_IOMMU_MAP_DMA => map_dma(container, arg),
+        bindings::VFIO_IOMMU_UNMAP_DMA => unmap_dma(container, arg),
+        bindings::VFIO_IOMMU_DIRTY_PAGES => dirty_pages(container, arg),
+        _ => Err(ENOTTY),
     }
+    .map(|()| 0)
+}
 
-    fn open(magic: u64) -> Result<Arc<Self>> {
-        // The core only opens us for a magic we answered positively.
-        let version = Version::from_magic(magic).ok_or(EINVAL)?;
-        let container = Container::new(version)?;
-        pr_debug!("container opened ({:?})\n", version);
-        Ok(container)
-    }
-
-    fn release(container: Arc<Self>) {
-        container.release();
-        pr_debug!("container released\n");
-    }
-
-    fn ioctl(container: &Arc<Self>, cmd: u32, arg: UserPtr) -> Result<i64> {
-        match cmd {
-            bindings::VFIO_IOMMU_GET_INFO => get_info(container, arg),
-            bindings::VFIO_IOMMU_MAP_DMA => map_dma(container, arg),
-            bindings::VFIO_IOMMU_UNMAP_DMA => unmap_dma(container, arg),
-            bindings::VFIO_IOMMU_DIRTY_PAGES => dirty_pages(container, arg),
-            _ => Err(ENOTTY),
+/// Answers `VFIO_CHECK_EXTENSION` for `extension`: 1 if supported, else 0. `container` is `None`
+/// before `VFIO_SET_IOMMU` selected a backend.
+pub(crate) fn check_extension(container: Option<&Container>, extension: u64) -> i64 {
+    let Ok(ext) = u32::try_from(extension) else {
+        return 0;
+    };
+    let yes = match ext {
+        bindings::VFIO_TYPE1_IOMMU | bindings::VFIO_TYPE1v2_IOMMU => true,
+        bindings::VFIO_UNMAP_ALL => true,
+        bindings::VFIO_UPDATE_VADDR | bindings::VFIO_DMA_CC_IOMMU => {
+            container.is_some_and(|c| c.has_extension(ext))
         }
-        .map(|()| 0)
-    }
-
-    fn attach_group(container: &Self, group: &IommuGroup, kind: GroupType) -> Result {
-        container.attach_group(group, kind)
-    }
-
-    fn detach_group(container: &Self, group: &IommuGroup) {
-        container.detach_group(group)
-    }
-
-    fn pin_pages(
-        container: &Self,
-        group: &IommuGroup,
-        iova: u64,
-        prot: Prot,
-        pages: &mut [*mut bindings::page],
-    ) -> Result<usize> {
-        container.pin_pages(group, iova, prot, pages)
-    }
-
-    fn unpin_pages(container: &Self, iova: u64, npages: usize) {
-        container.unpin_pages(iova, npages)
-    }
-
-    fn register_device(container: &Self, dev: &VfioDevice) {
-        container.register_device(dev)
-    }
-
-    fn unregister_device(container: &Self, dev: &VfioDevice) {
-        container.unregister_device(dev)
-    }
-
-    fn dma_rw(container: &Self, iova: u64, data: &mut [u8], write: bool) -> Result {
-        container.dma_rw(iova, data, write)
-    }
+        // Nesting is not offered (type1 of 6.12 claims it but cannot attach on x86).
+        _ => false,
+    };
+    yes.into()
 }
 
 /// `VFIO_IOMMU_MAP_DMA`.
@@ -168,7 +115,10 @@ fn unmap_dma(container: &Container, arg: UserPtr) -> Result {
         None
     };
     // Before anything is unmapped, make sure the result can be written back (type1 unmaps, then
-    // fails with EFAULT having reported nothing): rewrite the header as it is.
+    // fails with EFAULT having reported nothing): rewrite the header as it is. This is a check,
+    // not a guarantee: another thread can unmap or write-protect the header between this probe
+    // and the final write, and then the unmap has happened and the call fails with EFAULT, as in
+    // type1 (Documentation/status.rst).
     let probe = || UserSlice::new(arg, minsz).writer().write(&unmap_copy(&unmap));
     let size = container.unmap(
         &UnmapRequest {

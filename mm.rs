@@ -91,26 +91,40 @@ impl MmOwner {
         r
     }
 
-    /// Charges (`npages > 0`) or uncharges (`npages < 0`) locked memory to the owner, checking
-    /// `RLIMIT_MEMLOCK` unless the owner had `CAP_IPC_LOCK` (`ENOMEM` when exceeded).
-    ///
-    /// Uncharging an exited address space is a no-op: its `locked_vm` went with it.
-    pub(crate) fn account(&self, npages: i64) -> Result {
+    /// Charges `npages` pages to the owner's locked memory (`locked_vm`), checking
+    /// `RLIMIT_MEMLOCK` unless the owner had `CAP_IPC_LOCK`: `ENOMEM` when exceeded, `EINTR` if the
+    /// calling task is killed while waiting for the `mmap_lock`, `ESRCH` if the address space has
+    /// exited. Only [`crate::account::LockedAccount`] calls this.
+    pub(crate) fn charge(&self, npages: u64) -> Result {
         if npages == 0 {
             return Ok(());
         }
-        let task = self.task.as_ptr();
-        let lock_cap = self.lock_cap;
-        let r = self.with_mm(|mm| {
+        let n = ffi::c_ulong::try_from(npages).map_err(|_| ENOMEM)?;
+        let (task, lock_cap) = (self.task.as_ptr(), self.lock_cap);
+        self.with_mm(|mm| {
             // SAFETY: `task` and `mm` are valid (type invariant) and `mm` has a user reference
             // for the duration of the call.
-            let ret = unsafe { bindings::vir_mm_lock_acct(task, mm, lock_cap, npages as _) };
+            let ret = unsafe { bindings::vir_mm_charge_locked(task, mm, lock_cap, n) };
             kernel::error::to_result(ret)
-        });
-        match r {
-            Err(e) if e == ESRCH && npages < 0 => Ok(()),
-            r => r,
+        })
+    }
+
+    /// Returns `npages` pages of a charge made by [`Self::charge`]. Cannot fail: it waits for the
+    /// `mmap_lock` even if the calling task is killed, and an address space that has exited took
+    /// its `locked_vm` with it. Only [`crate::account::LockedAccount`] calls this.
+    pub(crate) fn uncharge(&self, npages: u64) {
+        let Ok(n) = ffi::c_ulong::try_from(npages) else {
+            return;
+        };
+        if n == 0 {
+            return;
         }
+        let (task, lock_cap) = (self.task.as_ptr(), self.lock_cap);
+        let _ = self.with_mm(|mm| {
+            // SAFETY: As in `charge`.
+            unsafe { bindings::vir_mm_uncharge_locked(task, mm, lock_cap, n) };
+            Ok(())
+        });
     }
 
     /// Pins up to `pfns.len()` pages of the owner's memory from `vaddr` (for device writes if
@@ -154,16 +168,19 @@ impl Drop for MmOwner {
 }
 
 /// Releases the pins of `npages` physically contiguous pages from `pfn`, marking them dirty if a
-/// device could have written them.
+/// device could have written them. Returns how many of them count as locked memory (a `struct page` that is not
+/// reserved): MMIO and reserved pfns were never pinned and are skipped.
 ///
 /// # Safety
 ///
 /// Each of the pages must have been pinned by [`MmOwner::pin`] and not released since; the caller
 /// gives up that pin.
-pub(crate) unsafe fn unpin_pfns(pfn: u64, npages: u64, dirty: bool) {
+pub(crate) unsafe fn unpin_pfns(pfn: u64, npages: u64, dirty: bool) -> u64 {
     // SAFETY: The pages are pinned by us (function safety contract) and contiguous.
-    unsafe { bindings::vir_unpin_pfn_range(pfn as _, npages as _, dirty) }
+    let n = unsafe { bindings::vir_unpin_pfn_range(pfn as _, npages as _, dirty) };
+    n as u64
 }
+
 
 /// Lets other tasks run in long loops.
 pub(crate) fn cond_resched() {
@@ -177,21 +194,46 @@ pub(crate) fn fatal_signal_pending() -> bool {
     unsafe { bindings::vir_fatal_signal_pending() }
 }
 
+/// A vendor driver's buffer for `vfio_dma_rw()`: the source of a write to user memory, or the
+/// destination of a read, which may be uninitialised until the read fills it.
+pub(crate) enum DmaRwData<'a> {
+    /// Bytes to write to the mapped memory.
+    Write(&'a [u8]),
+    /// Room for the bytes read from the mapped memory.
+    Read(&'a mut [core::mem::MaybeUninit<u8>]),
+}
+
+impl DmaRwData<'_> {
+    /// Its length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::Write(d) => d.len(),
+            Self::Read(d) => d.len(),
+        }
+    }
+
+    /// Whether it writes to user memory.
+    pub(crate) fn is_write(&self) -> bool {
+        matches!(self, Self::Write(_))
+    }
+}
+
 impl MmOwner {
-    /// Copies `data` to (`write`) or from the owner's memory at `vaddr`, as type1's `dma_rw`:
-    /// from a kernel thread by borrowing the address space, from a task only if it is the owner
-    /// (`EFAULT` otherwise); `EPERM` if the owner's address space has exited.
-    pub(crate) fn copy(&self, vaddr: u64, data: &mut [u8], write: bool) -> Result {
-        // SAFETY: `mm` is valid (type invariant); `data` is valid for `data.len()` bytes; the
-        // helper takes its own user reference on `mm`.
+    /// Copies `len` bytes from `offset` of `data` to or from the owner's memory at `vaddr`, as
+    /// type1's `dma_rw`: from a kernel thread by borrowing the address space, from a task only if
+    /// it is the owner (`EFAULT` otherwise); `EPERM` if the owner's address space has exited.
+    /// `EINVAL` if the part is not inside `data`.
+    pub(crate) fn copy(&self, vaddr: u64, data: &mut DmaRwData<'_>, offset: usize, len: usize) -> Result {
+        let end = offset.checked_add(len).ok_or(EINVAL)?;
+        let (ptr, write) = match data {
+            DmaRwData::Write(d) => (d.get(offset..end).ok_or(EINVAL)?.as_ptr().cast_mut(), true),
+            DmaRwData::Read(d) => (d.get_mut(offset..end).ok_or(EINVAL)?.as_mut_ptr().cast::<u8>(), false),
+        };
+        // SAFETY: `mm` is valid (type invariant); `ptr` is valid for `len` bytes of reads (a
+        // write to user memory only reads it) or of writes (a read fills it, and a
+        // `MaybeUninit` buffer may be written); the helper takes its own user reference on `mm`.
         let ret = unsafe {
-            bindings::vir_mm_copy(
-                self.mm.as_ptr(),
-                vaddr as _,
-                data.as_mut_ptr().cast(),
-                data.len(),
-                write,
-            )
+            bindings::vir_mm_copy(self.mm.as_ptr(), vaddr as _, ptr.cast(), len, write)
         };
         kernel::error::to_result(ret)
     }

@@ -7,18 +7,9 @@
 //! unpins, which takes the container's), and never while holding it. The container reads the
 //! number of devices without the set's lock.
 
-use crate::bindings;
-use core::{
-    ptr::NonNull,
-    sync::atomic::{AtomicUsize, Ordering},
-};
-use kernel::{
-    new_mutex,
-    prelude::*,
-    rbtree::RBTree,
-    sync::Mutex,
-    types::Opaque,
-};
+use crate::{account::PinCharge, bindings};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use kernel::{new_mutex, prelude::*, sync::Mutex, types::Opaque};
 
 /// A `struct vfio_device` of a vendor driver, as the VFIO core hands it to a backend.
 #[repr(transparent)]
@@ -40,40 +31,41 @@ impl VfioDevice {
         // SAFETY: `self` is live; reads the device's ops table.
         unsafe { bindings::vir_device_has_dma_unmap(self.0.get()) }
     }
-
-    /// The device's address, which identifies it in a container.
-    pub(crate) fn key(&self) -> usize {
-        self.0.get() as usize
-    }
 }
 
-/// A device registered with a container, remembered between `register_device` and
-/// `unregister_device`.
+/// The devices of a container that asked for `dma_unmap` notifications (type1's `device_list`).
+///
+/// The devices are linked through their own `vfio_device::iommu_entry`, the list head the VFIO
+/// core reserves for the IOMMU backend, so registering needs no memory and cannot fail.
 ///
 /// # Invariants
 ///
-/// The device is live and has a `dma_unmap` callback while the reference is in its set: the core
-/// unregisters a device (taking the set's lock to remove it) before it goes away.
-struct DeviceRef(NonNull<bindings::vfio_device>);
-
-// SAFETY: Only used to call the driver's `dma_unmap`, which may run in any task.
-unsafe impl Send for DeviceRef {}
-
-/// The devices of a container that asked for `dma_unmap` notifications (type1's `device_list`).
+/// `head` is an initialised list head whose entries are the `iommu_entry` of the devices registered
+/// and not yet unregistered; it is only read or changed with `lock` held. `count` is their number.
 #[pin_data]
 pub(crate) struct DeviceSet {
     #[pin]
-    devices: Mutex<RBTree<usize, DeviceRef>>,
+    lock: Mutex<()>,
+    #[pin]
+    head: Opaque<bindings::list_head>,
     /// How many devices are registered, readable without the lock (type1 tests its list for
     /// emptiness under its container lock only).
     count: AtomicUsize,
 }
 
+// SAFETY: The list is only used with `lock` held, and the devices on it are only used to call
+// their driver's `dma_unmap`, which may run in any task.
+unsafe impl Send for DeviceSet {}
+// SAFETY: See `Send`.
+unsafe impl Sync for DeviceSet {}
+
 impl DeviceSet {
     /// An empty set.
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
-            devices <- new_mutex!(RBTree::new(), "DeviceSet::devices"),
+            lock <- new_mutex!((), "DeviceSet::lock"),
+            // SAFETY: `INIT_LIST_HEAD` initialises the list head in place, at its final address.
+            head <- Opaque::ffi_init(|p| unsafe { bindings::vir_device_list_init(p) }),
             count: AtomicUsize::new(0),
         })
     }
@@ -83,24 +75,24 @@ impl DeviceSet {
         if !dev.has_dma_unmap() {
             return;
         }
-        let mut devices = self.devices.lock();
-        // INVARIANT: Removed by `unregister`, which the core calls before the device goes.
-        let r = DeviceRef(NonNull::from(dev).cast());
-        match devices.try_create_and_insert(dev.key(), r, GFP_KERNEL) {
-            Ok(_) => {
-                self.count.fetch_add(1, Ordering::Relaxed);
-            }
-            // Without the registration the driver cannot pin pages (EINVAL), which is safe.
-            Err(e) => pr_warn!("device not registered for dma_unmap: {:?}\n", e),
-        }
+        let _guard = self.lock.lock();
+        // SAFETY: `head` is initialised and the lock is held (type invariant); the core registers
+        // a device once, and its `iommu_entry` is ours until `unregister`, which the core calls
+        // before the device goes away.
+        unsafe { bindings::vir_device_list_add(self.head.get(), dev.0.get()) };
+        self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Unregisters `dev`.
+    /// Unregisters `dev`, registered before if its driver implements `dma_unmap`.
     pub(crate) fn unregister(&self, dev: &VfioDevice) {
-        let mut devices = self.devices.lock();
-        if devices.remove(&dev.key()).is_some() {
-            self.count.fetch_sub(1, Ordering::Relaxed);
+        if !dev.has_dma_unmap() {
+            return;
         }
+        let _guard = self.lock.lock();
+        // SAFETY: The device was added by `register` (the core pairs the calls, and the driver's
+        // ops do not change), and the lock is held.
+        unsafe { bindings::vir_device_list_del(dev.0.get()) };
+        self.count.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Whether any device can be notified (vendor pins are refused otherwise, as in type1).
@@ -111,12 +103,10 @@ impl DeviceSet {
     /// Tells every registered device that `size` bytes from `iova` are being unmapped, so that
     /// its driver unpins what it pinned there. Called without the container's lock.
     pub(crate) fn notify_dma_unmap(&self, iova: u64, size: u64) {
-        let devices = self.devices.lock();
-        for d in devices.values() {
-            // SAFETY: The device is live while in the set (type invariant) and the set's lock is
-            // held, so it cannot be unregistered meanwhile.
-            unsafe { bindings::vir_device_dma_unmap(d.0.as_ptr(), iova, size) };
-        }
+        let _guard = self.lock.lock();
+        // SAFETY: The list is initialised and its devices are live while on it (type invariant);
+        // the lock is held, so none can be unregistered meanwhile.
+        unsafe { bindings::vir_device_list_notify(self.head.get(), iova, size) };
     }
 }
 
@@ -126,6 +116,6 @@ pub(crate) struct VendorPin {
     pub(crate) pfn: u64,
     /// How many `pin_pages` calls hold it.
     pub(crate) refs: u32,
-    /// Whether the page is reserved (never charged to locked memory, as in type1).
-    pub(crate) reserved: bool,
+    /// Its part in the mapping's locked-memory charge.
+    pub(crate) charge: PinCharge,
 }

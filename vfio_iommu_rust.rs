@@ -8,20 +8,31 @@
 //! (after `vfio_iommu_type1`, which `vfio` pulls in) new containers are served by it; containers
 //! opened before keep their backend. See `Documentation/` for the design.
 
+// The thin safe layer over C (the only modules with `unsafe` besides `bindings`).
 mod bindings;
-mod container;
-mod dirty;
-mod dma;
 mod domain;
 mod driver;
 mod group;
-mod ioctl;
-mod iova;
-#[cfg(CONFIG_KUNIT)]
-mod kunit_tests;
 mod mm;
 mod params;
 mod vendor;
+
+// The backend, safe Rust over that layer.
+mod account;
+mod attach;
+mod backend;
+mod container;
+mod dirty;
+mod dirty_report;
+mod dma;
+mod dma_tree;
+mod ioctl;
+mod iova;
+mod map;
+mod vendor_pins;
+
+#[cfg(CONFIG_KUNIT)]
+mod kunit_tests;
 
 use kernel::prelude::*;
 

@@ -5,7 +5,9 @@
 #include <linux/capability.h>
 #include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/delay.h>
 #include <linux/kthread.h>
+#include <linux/rcupdate.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/sched/task.h>
@@ -145,16 +147,29 @@ bool vir_capable_ipc_lock(void)
 	return capable(CAP_IPC_LOCK);
 }
 
-/* type1's mm_lock_acct(). */
-int vir_mm_lock_acct(struct task_struct *task, struct mm_struct *mm, bool lock_cap, long npage)
+/* type1's mm_lock_acct() for a charge: killable, checks RLIMIT_MEMLOCK unless @lock_cap. */
+int vir_mm_charge_locked(struct task_struct *task, struct mm_struct *mm, bool lock_cap,
+			 unsigned long npage)
 {
 	int ret = mmap_write_lock_killable(mm);
 
 	if (ret)
 		return ret;
-	ret = __account_locked_vm(mm, abs(npage), npage > 0, task, lock_cap);
+	ret = __account_locked_vm(mm, npage, true, task, lock_cap);
 	mmap_write_unlock(mm);
 	return ret;
+}
+
+/*
+ * Returns a charge. Not killable, unlike type1's: an uncharge that gave up on a fatal signal of the
+ * calling task would leave the owner's locked_vm charged for good.
+ */
+void vir_mm_uncharge_locked(struct task_struct *task, struct mm_struct *mm, bool lock_cap,
+			    unsigned long npage)
+{
+	mmap_write_lock(mm);
+	__account_locked_vm(mm, npage, false, task, lock_cap);
+	mmap_write_unlock(mm);
 }
 
 /* type1's is_invalid_reserved_pfn(): memory we neither pin nor charge (MMIO, reserved pages). */
@@ -250,10 +265,13 @@ struct page *vir_pfn_to_page(unsigned long pfn)
 	return pfn_to_page(pfn);
 }
 
-/* Unpins the pinned pages of the range; MMIO and reserved pfns were never pinned (type1's put_pfn). */
-void vir_unpin_pfn_range(unsigned long pfn, unsigned long npages, bool dirty)
+/*
+ * Unpins the pinned pages of the range; MMIO and reserved pfns were never pinned (type1's put_pfn).
+ * Returns how many pages were unpinned: the pages of the range that count as locked memory.
+ */
+unsigned long vir_unpin_pfn_range(unsigned long pfn, unsigned long npages, bool dirty)
 {
-	unsigned long i = 0, start;
+	unsigned long i = 0, start, unpinned = 0;
 
 	while (i < npages) {
 		while (i < npages && vir_pfn_invalid_or_reserved(pfn + i))
@@ -261,9 +279,12 @@ void vir_unpin_pfn_range(unsigned long pfn, unsigned long npages, bool dirty)
 		start = i;
 		while (i < npages && !vir_pfn_invalid_or_reserved(pfn + i))
 			i++;
-		if (i > start)
+		if (i > start) {
 			unpin_user_page_range_dirty_lock(pfn_to_page(pfn + start), i - start, dirty);
+			unpinned += i - start;
+		}
 	}
+	return unpinned;
 }
 
 void vir_cond_resched(void)
@@ -314,7 +335,45 @@ bool vir_device_has_dma_unmap(struct vfio_device *vdev)
 	return vdev->ops->dma_unmap != NULL;
 }
 
-void vir_device_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length)
+/*
+ * The devices to notify are linked through their own vfio_device::iommu_entry, the list head the
+ * core provides for its IOMMU backend (type1 uses it the same way), so registering cannot fail.
+ */
+void vir_device_list_init(struct list_head *head)
 {
-	vdev->ops->dma_unmap(vdev, iova, length);
+	INIT_LIST_HEAD(head);
+}
+
+void vir_device_list_add(struct list_head *head, struct vfio_device *vdev)
+{
+	list_add(&vdev->iommu_entry, head);
+}
+
+void vir_device_list_del(struct vfio_device *vdev)
+{
+	list_del(&vdev->iommu_entry);
+}
+
+void vir_device_list_notify(struct list_head *head, u64 iova, u64 length)
+{
+	struct vfio_device *vdev;
+
+	list_for_each_entry(vdev, head, iommu_entry)
+		vdev->ops->dma_unmap(vdev, iova, length);
+}
+
+/*
+ * Waits until every task that was running, or about to run, code of this module at the call has
+ * left it: RCU Tasks on preemptible kernels that have it; plain RCU otherwise, which on a
+ * non-preemptible kernel waits for every CPU to schedule (Documentation/reliability.rst).
+ */
+void vir_wait_for_callers(void)
+{
+	synchronize_rcu_tasks();
+	synchronize_rcu();
+}
+
+void vir_msleep(unsigned int ms)
+{
+	msleep(ms);
 }

@@ -47,7 +47,10 @@ bool vir_mm_get(struct mm_struct *mm);
 void vir_mm_put(struct mm_struct *mm);
 bool vir_current_has_mm(struct mm_struct *mm);
 bool vir_capable_ipc_lock(void);
-int vir_mm_lock_acct(struct task_struct *task, struct mm_struct *mm, bool lock_cap, long npage);
+int vir_mm_charge_locked(struct task_struct *task, struct mm_struct *mm, bool lock_cap,
+			 unsigned long npage);
+void vir_mm_uncharge_locked(struct task_struct *task, struct mm_struct *mm, bool lock_cap,
+			    unsigned long npage);
 
 /* Pinning user pages. */
 /*
@@ -59,7 +62,7 @@ long vir_pin_user_pfns(struct mm_struct *mm, unsigned long vaddr, unsigned long 
 		       bool write, u64 *buf, unsigned long *nr_reserved);
 struct page *vir_pfn_to_page(unsigned long pfn);
 bool vir_pfn_valid(unsigned long pfn);
-void vir_unpin_pfn_range(unsigned long pfn, unsigned long npages, bool dirty);
+unsigned long vir_unpin_pfn_range(unsigned long pfn, unsigned long npages, bool dirty);
 
 /* Copies between a kernel buffer and @mm's memory at @vaddr (type1's dma_rw chunk). */
 int vir_mm_copy(struct mm_struct *mm, unsigned long vaddr, void *data, size_t count, bool write);
@@ -70,8 +73,16 @@ bool vir_user_range_ok(u64 ptr, u64 size);
 
 /* Devices of vendor (mdev) drivers. */
 struct vfio_device;
+struct list_head;
 bool vir_device_has_dma_unmap(struct vfio_device *vdev);
-void vir_device_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length);
+void vir_device_list_init(struct list_head *head);
+void vir_device_list_add(struct list_head *head, struct vfio_device *vdev);
+void vir_device_list_del(struct vfio_device *vdev);
+void vir_device_list_notify(struct list_head *head, u64 iova, u64 length);
+
+/* Module exit: waits for tasks still in this module's code (see helpers.c). */
+void vir_wait_for_callers(void);
+void vir_msleep(unsigned int ms);
 
 /* Scheduling. */
 void vir_cond_resched(void);

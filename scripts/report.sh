@@ -10,7 +10,7 @@ set -uo pipefail
 
 # A guest splat: oops, BUG, WARN, KASAN, lockdep, UBSAN, a Rust panic, a hung task, a panic, a
 # kmemleak report.
-splat_re='Oops|BUG:|kernel BUG|WARNING:|UBSAN:|INFO: (possible|task|trying|inconsistent|lockdep)|DEBUG_LOCKS_WARN_ON|suspicious RCU usage|general protection fault|rust_panic|panicked at|Kernel panic|blocked for more than|Call Trace:|suspected memory leak|unreferenced object'
+splat_re='accounting invariant violated|Oops|BUG:|kernel BUG|WARNING:|UBSAN:|INFO: (possible|task|trying|inconsistent|lockdep)|DEBUG_LOCKS_WARN_ON|suspicious RCU usage|general protection fault|rust_panic|panicked at|Kernel panic|blocked for more than|Call Trace:|suspected memory leak|unreferenced object'
 
 taps=()
 for d in "$@"; do taps+=("$d/tap.log"); done

@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The DMA mappings of a container, keyed by their first IOVA (type1's `dma_list`), and the walks
+//! over the mappings an unmap or a dirty bitmap request covers.
+//!
+//! Walks go from key to key with a tree lookup each (`O(log n)` per step) and never collect keys,
+//! so that no request needs memory in proportion to the number of mappings it covers.
+//!
+//! Locking: every function here runs under the owning container's mutex.
+
+use crate::{dma::DmaMapping, iova::IovaRange};
+use kernel::{
+    prelude::*,
+    rbtree::{RBTree, RBTreeNodeReservation},
+};
+
+/// Which mappings a request over a range covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cover {
+    /// Every mapping that starts in the range (v2 unmap and dirty bitmaps; the caller has checked
+    /// that no mapping is bisected).
+    StartsIn,
+    /// `VFIO_TYPE1_IOMMU` unmap: as [`Cover::StartsIn`], but nothing at all if the lowest mapping
+    /// overlapping the range starts below it.
+    V1,
+}
+
+/// A container's mappings, keyed by their first IOVA; they never overlap.
+pub(crate) struct DmaTree {
+    tree: RBTree<u64, DmaMapping>,
+}
+
+impl DmaTree {
+    /// No mappings.
+    pub(crate) fn new() -> Self {
+        Self { tree: RBTree::new() }
+    }
+
+    /// The first IOVA of the lowest mapping that overlaps `range`.
+    pub(crate) fn first_overlap(&mut self, range: &IovaRange) -> Option<u64> {
+        // A mapping starting below `range.start` overlaps if it reaches into it.
+        if let Some(cursor) = self.tree.cursor_lower_bound(&range.start) {
+            if let Some((_, prev)) = cursor.peek_prev() {
+                if prev.range.overlaps(range) {
+                    return Some(prev.range.start);
+                }
+            }
+            let (&start, _) = cursor.current();
+            return (start <= range.last).then_some(start);
+        }
+        let cursor = self.tree.cursor_back()?;
+        let (&start, m) = cursor.current();
+        m.range.overlaps(range).then_some(start)
+    }
+
+    /// The first IOVA of the mapping that contains `iova`.
+    pub(crate) fn containing(&mut self, iova: u64) -> Option<u64> {
+        self.first_overlap(&IovaRange { start: iova, last: iova })
+    }
+
+    /// The mapping that contains `iova`.
+    pub(crate) fn containing_mut(&mut self, iova: u64) -> Option<&mut DmaMapping> {
+        let key = self.containing(iova)?;
+        self.get_mut(key)
+    }
+
+    /// The first IOVA of the next mapping after the one starting at `start`.
+    pub(crate) fn next_after(&mut self, start: u64) -> Option<u64> {
+        let cursor = self.tree.cursor_lower_bound(&start)?;
+        cursor.peek_next().map(|(&k, _)| k)
+    }
+
+    /// The first mapping a request over `range` covers (`after` is `None`), or the one after the
+    /// covered mapping at `after`; walking with it visits the covered mappings in IOVA order.
+    pub(crate) fn next_covered(&mut self, range: &IovaRange, cover: Cover, after: Option<u64>) -> Option<u64> {
+        let key = match after {
+            None => {
+                let first = self.first_overlap(range)?;
+                if first < range.start {
+                    if cover == Cover::V1 {
+                        return None;
+                    }
+                    // Bisected at the start (refused by the caller) or starting below: skip it.
+                    self.next_after(first)?
+                } else {
+                    first
+                }
+            }
+            Some(k) => self.next_after(k)?,
+        };
+        (key <= range.last).then_some(key)
+    }
+
+    /// Whether `range` bisects a mapping at either end (v2 unmaps and dirty bitmaps must not).
+    pub(crate) fn bisects(&mut self, range: &IovaRange) -> bool {
+        if let Some(k) = self.containing(range.start) {
+            if k != range.start {
+                return true;
+            }
+        }
+        if let Some(k) = self.containing(range.last) {
+            if self.get(k).map(|m| m.range.last) != Some(range.last) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The mapping starting at `start`.
+    pub(crate) fn get(&self, start: u64) -> Option<&DmaMapping> {
+        self.tree.get(&start)
+    }
+
+    /// The mapping starting at `start`.
+    pub(crate) fn get_mut(&mut self, start: u64) -> Option<&mut DmaMapping> {
+        self.tree.get_mut(&start)
+    }
+
+    /// Allocates the tree node of a mapping to be inserted, so that inserting cannot fail.
+    pub(crate) fn reserve() -> Result<DmaNode> {
+        Ok(DmaNode(RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?))
+    }
+
+    /// Adds a mapping that overlaps none, in a node reserved before.
+    pub(crate) fn insert(&mut self, node: DmaNode, mapping: DmaMapping) {
+        self.tree.insert(node.0.into_node(mapping.range.start, mapping));
+    }
+
+    /// Removes the mapping starting at `start`.
+    pub(crate) fn remove(&mut self, start: u64) -> Option<DmaMapping> {
+        self.tree.remove(&start)
+    }
+
+    /// The mappings in IOVA order.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut DmaMapping> {
+        self.tree.values_mut()
+    }
+
+    /// The mappings in IOVA order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &DmaMapping> {
+        self.tree.values()
+    }
+
+    /// The first IOVA of the lowest mapping.
+    pub(crate) fn first_key(&self) -> Option<u64> {
+        self.tree.keys().next().copied()
+    }
+}
+
+/// A tree node reserved for a mapping.
+pub(crate) struct DmaNode(RBTreeNodeReservation<u64, DmaMapping>);
