@@ -133,3 +133,21 @@ extern "C" fn vir_kunit_user_bitmap() -> i32 {
     check!(kernel.validate(4096).is_err());
     0
 }
+
+/// Page-size bitmaps of domains: sizes below `PAGE_SIZE` fold into it, the smallest size is the
+/// unit, and an empty intersection (which an attach refuses) never makes a shift of 64.
+#[no_mangle]
+extern "C" fn vir_kunit_pgsizes() -> i32 {
+    use crate::domain::{fold_pgsizes, min_pgsize};
+    let intel = 0x4020_1000u64; // 4K, 2M, 1G
+    check!(fold_pgsizes(intel) == intel);
+    check!(fold_pgsizes(0x0000_1e00) == 0x1000); // 512..4K folds to 4K
+    check!(fold_pgsizes(0x0020_0800) == 0x0020_1000);
+    check!(min_pgsize(intel) == 0x1000);
+    check!(min_pgsize(0x0020_0000) == 0x0020_0000);
+    check!(min_pgsize(1 << 63) == 1 << 63);
+    check!(min_pgsize(0) == crate::mm::PAGE_SIZE);
+    // 4K-only and 2M-only domains share nothing.
+    check!(fold_pgsizes(0x1000 & 0x0020_0000) == 0);
+    0
+}

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * KUnit suite "vfio_iommu_rust": the module's pure logic (IOVA ranges and spaces, dirty bitmap bit
- * math, user bitmap checks), run when the module loads on a CONFIG_KUNIT kernel. The 6.12 kernel
+ * math, user bitmap checks, domain page sizes), run when the module loads on a CONFIG_KUNIT kernel. The 6.12 kernel
  * crate has no Rust KUnit macros, so the cases are written in Rust (kunit_tests.rs) as functions
  * returning 0, or the line of the first failed check, and registered here.
  */
@@ -11,6 +11,7 @@ int vir_kunit_iova_range(void);
 int vir_kunit_iova_list(void);
 int vir_kunit_bitmap_bits(void);
 int vir_kunit_user_bitmap(void);
+int vir_kunit_pgsizes(void);
 
 #define VIR_CASE(name)							\
 	static void name(struct kunit *test)				\
@@ -24,12 +25,14 @@ VIR_CASE(iova_range)
 VIR_CASE(iova_list)
 VIR_CASE(bitmap_bits)
 VIR_CASE(user_bitmap)
+VIR_CASE(pgsizes)
 
 static struct kunit_case vir_cases[] = {
 	KUNIT_CASE(iova_range),
 	KUNIT_CASE(iova_list),
 	KUNIT_CASE(bitmap_bits),
 	KUNIT_CASE(user_bitmap),
+	KUNIT_CASE(pgsizes),
 	{}
 };
 
