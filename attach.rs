@@ -9,6 +9,7 @@
 use crate::{
     container::{AttachedGroup, Container, ContainerInner},
     dma::PinBatch,
+    dma_tree::Cover,
     domain::{Domain, DomainSet},
     group::{GroupRef, GroupType, IommuGroup},
     iova::IovaRange,
@@ -28,13 +29,19 @@ impl ContainerInner {
             }
             return;
         }
-        while let Some(k) = self.mappings.first_key() {
-            if let Some(m) = self.mappings.remove(k) {
-                self.forget_mapping(m.vaddr_invalid);
-                m.remove(self.domains.iter());
-            }
+        let all = IovaRange {
+            start: 0,
+            last: u64::MAX,
+        };
+        let (mut removed, mut invalid) = (0u32, 0u32);
+        let domains = &self.domains;
+        self.mappings.remove_covered(&all, Cover::StartsIn, |m| {
+            removed = removed.saturating_add(1);
+            invalid = invalid.saturating_add(u32::from(m.vaddr_invalid));
+            m.remove(domains.iter());
             crate::mm::cond_resched();
-        }
+        });
+        self.forget_mappings(removed, invalid);
     }
 }
 

@@ -170,12 +170,11 @@ impl ContainerInner {
         IovaList::compute(apertures, reserved)
     }
 
-    /// One mapping fewer: `dma_avail` and `vaddr_invalid_count` follow.
-    pub(crate) fn forget_mapping(&mut self, vaddr_invalid: bool) {
-        self.dma_avail = self.dma_avail.saturating_add(1);
-        if vaddr_invalid {
-            self.vaddr_invalid_count = self.vaddr_invalid_count.saturating_sub(1);
-        }
+    /// `removed` mappings are gone, `invalid` of them with an invalid vaddr: `dma_avail` and
+    /// `vaddr_invalid_count` follow.
+    pub(crate) fn forget_mappings(&mut self, removed: u32, invalid: u32) {
+        self.dma_avail = self.dma_avail.saturating_add(removed);
+        self.vaddr_invalid_count = self.vaddr_invalid_count.saturating_sub(invalid);
     }
 }
 

@@ -21,15 +21,11 @@ impl ContainerInner {
     pub(crate) fn write_dirty_bits(&mut self, range: &IovaRange, cover: Cover, base: u64, bitmap: &UserBitmap) -> Result {
         let mut window = dirty::Window::new()?;
         let all_mapped = self.non_pinned_groups != 0;
-        let mut next = self.mappings.next_covered(range, cover, None);
-        while let Some(k) = next {
-            if let Some(m) = self.mappings.get_mut(k) {
-                let all = all_mapped && m.iommu_mapped;
-                bitmap.write(base, m, all, &mut window)?;
-            }
-            next = self.mappings.next_covered(range, cover, Some(k));
-        }
-        Ok(())
+        let failed = self.mappings.find_covered(range, cover, |m| {
+            let all = all_mapped && m.iommu_mapped;
+            bitmap.write(base, m, all, &mut window).err()
+        });
+        failed.map_or(Ok(()), Err)
     }
 }
 
@@ -80,13 +76,10 @@ impl Container {
             return Err(EINVAL);
         }
         inner.write_dirty_bits(range, Cover::StartsIn, range.start, bitmap)?;
-        let mut next = inner.mappings.next_covered(range, Cover::StartsIn, None);
-        while let Some(k) = next {
-            if let Some(m) = inner.mappings.get_mut(k) {
-                m.clear_dirty();
-            }
-            next = inner.mappings.next_covered(range, Cover::StartsIn, Some(k));
-        }
+        inner.mappings.find_covered(range, Cover::StartsIn, |m| {
+            m.clear_dirty();
+            None::<()>
+        });
         Ok(())
     }
 }

@@ -3,8 +3,9 @@
 //! The DMA mappings of a container, keyed by their first IOVA (type1's `dma_list`), and the walks
 //! over the mappings an unmap or a dirty bitmap request covers.
 //!
-//! Walks go from key to key with a tree lookup each (`O(log n)` per step) and never collect keys,
-//! so that no request needs memory in proportion to the number of mappings it covers.
+//! Walks find the first covered mapping with one lookup and then move a cursor (`O(1)` amortised
+//! per step); they never collect keys, so that no request needs memory in proportion to the number
+//! of mappings it covers.
 //!
 //! Locking: every function here runs under the owning container's mutex.
 
@@ -70,25 +71,61 @@ impl DmaTree {
         cursor.peek_next().map(|(&k, _)| k)
     }
 
-    /// The first mapping a request over `range` covers (`after` is `None`), or the one after the
-    /// covered mapping at `after`; walking with it visits the covered mappings in IOVA order.
-    pub(crate) fn next_covered(&mut self, range: &IovaRange, cover: Cover, after: Option<u64>) -> Option<u64> {
-        let key = match after {
-            None => {
-                let first = self.first_overlap(range)?;
-                if first < range.start {
-                    if cover == Cover::V1 {
-                        return None;
-                    }
-                    // Bisected at the start (refused by the caller) or starting below: skip it.
-                    self.next_after(first)?
-                } else {
-                    first
-                }
+    /// The first IOVA of the first mapping a request over `range` covers.
+    fn first_covered(&mut self, range: &IovaRange, cover: Cover) -> Option<u64> {
+        let first = self.first_overlap(range)?;
+        let key = if first < range.start {
+            if cover == Cover::V1 {
+                return None;
             }
-            Some(k) => self.next_after(k)?,
+            // Bisected at the start (refused by the caller) or starting below: skip it.
+            self.next_after(first)?
+        } else {
+            first
         };
         (key <= range.last).then_some(key)
+    }
+
+    /// Visits the mappings a request over `range` covers, in IOVA order, until `f` returns
+    /// `Some`, which is returned.
+    pub(crate) fn find_covered<R>(
+        &mut self,
+        range: &IovaRange,
+        cover: Cover,
+        mut f: impl FnMut(&mut DmaMapping) -> Option<R>,
+    ) -> Option<R> {
+        let first = self.first_covered(range, cover)?;
+        let mut cursor = self.tree.cursor_lower_bound(&first);
+        while let Some(mut c) = cursor {
+            let (&key, m) = c.current_mut();
+            if key > range.last {
+                break;
+            }
+            if let Some(r) = f(m) {
+                return Some(r);
+            }
+            cursor = c.move_next();
+        }
+        None
+    }
+
+    /// Removes the mappings a request over `range` covers, in IOVA order, handing each to `f`.
+    pub(crate) fn remove_covered(&mut self, range: &IovaRange, cover: Cover, mut f: impl FnMut(DmaMapping)) {
+        let Some(first) = self.first_covered(range, cover) else {
+            return;
+        };
+        let mut cursor = self.tree.cursor_lower_bound(&first);
+        while let Some(c) = cursor {
+            let key = *c.current().0;
+            if key > range.last {
+                break;
+            }
+            let (next, node) = c.remove_current();
+            let (_, mapping) = node.to_key_value();
+            f(mapping);
+            // Removing the last node moves the cursor back: the walk ends there.
+            cursor = next.filter(|n| *n.current().0 > key);
+        }
     }
 
     /// Whether `range` bisects a mapping at either end (v2 unmaps and dirty bitmaps must not).
@@ -126,11 +163,6 @@ impl DmaTree {
         self.tree.insert(node.0.into_node(mapping.range.start, mapping));
     }
 
-    /// Removes the mapping starting at `start`.
-    pub(crate) fn remove(&mut self, start: u64) -> Option<DmaMapping> {
-        self.tree.remove(&start)
-    }
-
     /// The mappings in IOVA order.
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut DmaMapping> {
         self.tree.values_mut()
@@ -141,10 +173,6 @@ impl DmaTree {
         self.tree.values()
     }
 
-    /// The first IOVA of the lowest mapping.
-    pub(crate) fn first_key(&self) -> Option<u64> {
-        self.tree.keys().next().copied()
-    }
 }
 
 /// A tree node reserved for a mapping.

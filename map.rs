@@ -178,36 +178,27 @@ impl Container {
     /// (`VFIO_DMA_UNMAP_FLAG_VADDR`); if one already is, undoes the marks of this call and fails
     /// with `EINVAL`.
     fn invalidate_vaddrs(inner: &mut ContainerInner, cover: Cover, range: &IovaRange) -> Result<u64> {
-        let mut invalidated = 0u64;
-        let mut next = inner.mappings.next_covered(range, cover, None);
-        let mut failed = None;
-        while let Some(key) = next {
-            let Some(m) = inner.mappings.get_mut(key) else {
-                break;
-            };
+        let (mut invalidated, mut count) = (0u64, 0u32);
+        let failed = inner.mappings.find_covered(range, cover, |m| {
             if m.vaddr_invalid {
-                failed = Some(key);
-                break;
+                return Some(m.range.start);
             }
             m.vaddr_invalid = true;
             invalidated = invalidated.saturating_add(m.size());
-            inner.vaddr_invalid_count = inner.vaddr_invalid_count.saturating_add(1);
-            next = inner.mappings.next_covered(range, cover, Some(key));
-        }
+            count = count.saturating_add(1);
+            None
+        });
         let Some(stop) = failed else {
+            inner.vaddr_invalid_count = inner.vaddr_invalid_count.saturating_add(count);
             return Ok(invalidated);
         };
-        let mut next = inner.mappings.next_covered(range, cover, None);
-        while let Some(key) = next {
-            if key == stop {
-                break;
+        inner.mappings.find_covered(range, cover, |m| {
+            if m.range.start == stop {
+                return Some(());
             }
-            if let Some(m) = inner.mappings.get_mut(key) {
-                m.vaddr_invalid = false;
-                inner.vaddr_invalid_count = inner.vaddr_invalid_count.saturating_sub(1);
-            }
-            next = inner.mappings.next_covered(range, cover, Some(key));
-        }
+            m.vaddr_invalid = false;
+            None
+        });
         Err(EINVAL)
     }
 }
@@ -215,32 +206,23 @@ impl Container {
 /// The first mapping an unmap of `range` covers that has pages pinned by a vendor driver: its
 /// first IOVA and size.
 fn first_vendor_pinned(mappings: &mut DmaTree, range: &IovaRange, cover: Cover) -> Option<(u64, u64)> {
-    let mut next = mappings.next_covered(range, cover, None);
-    while let Some(key) = next {
-        if let Some(m) = mappings.get(key) {
-            if m.vendor_pins.iter().next().is_some() {
-                return Some((key, m.size()));
-            }
-        }
-        next = mappings.next_covered(range, cover, Some(key));
-    }
-    None
+    mappings.find_covered(range, cover, |m| {
+        m.vendor_pins.iter().next().map(|_| (m.range.start, m.size()))
+    })
 }
 
 /// Removes the mappings an unmap of `range` covers; returns their total size.
 fn remove_covered(inner: &mut ContainerInner, range: &IovaRange, cover: Cover) -> u64 {
     let mut unmapped = 0u64;
-    let mut next = inner.mappings.next_covered(range, cover, None);
-    while let Some(key) = next {
-        // The next one is found before this one goes.
-        next = inner.mappings.next_covered(range, cover, Some(key));
-        let Some(m) = inner.mappings.remove(key) else {
-            break;
-        };
+    let (mut removed, mut invalid) = (0u32, 0u32);
+    let domains = &inner.domains;
+    inner.mappings.remove_covered(range, cover, |m| {
         unmapped = unmapped.saturating_add(m.size());
-        inner.forget_mapping(m.vaddr_invalid);
-        m.remove(inner.domains.iter());
+        removed = removed.saturating_add(1);
+        invalid = invalid.saturating_add(u32::from(m.vaddr_invalid));
+        m.remove(domains.iter());
         crate::mm::cond_resched();
-    }
+    });
+    inner.forget_mappings(removed, invalid);
     unmapped
 }

@@ -465,10 +465,14 @@ TEST_F(hard, detach_vendor_pin_over_mmio)
 	p = mmap(v, PAGE, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_EQ((void *)v, p);
 	memset(v, 0xa7, PAGE);
-	/* The vendor pins X: the anonymous page. The domain's charge is deemed to cover it. */
+	/*
+	 * The vendor pins X: the anonymous page. type1 deems the domain's charge to cover it; ours
+	 * charges it now, since the IOMMU pins another page (MMIO) at X (status.rst, "Locked memory
+	 * is charged per page by its own pfn").
+	 */
 	ASSERT_EQ(0, vmdev(self->mdev, VIR_MDEV_PIN, IOVA, 1, 0, NULL));
 	pin = locked_vm_kb();
-	EXPECT_EQ(0, pin);
+	EXPECT_EQ(self->backend == BACKEND_RUST ? 4 : 0, pin);
 	EXPECT_EQ(self->pins_before + 1, pins_outstanding());
 
 	/* The last IOMMU group leaves (our main: panic at dma.rs:225). */
@@ -485,8 +489,9 @@ TEST_F(hard, detach_vendor_pin_over_mmio)
 	EXPECT_EQ(self->pins_before, pins_outstanding());
 	EXPECT_EQ(0, dma_unmap(self->container, IOVA, PAGE, 0, &size));
 	EXPECT_EQ(PAGE, size);
-	RECORD("detach_vendor_pin_over_mmio", "vmlck_kb map %ld pin %ld unset %ld unpin %ld", map,
-	       pin, unset, unpin);
+	/* The pin's charge differs by design (asserted above); the rest is recorded. */
+	RECORD("detach_vendor_pin_over_mmio", "vmlck_kb map %ld unset %ld unpin %ld", map, unset,
+	       unpin);
 
 	refs = backend_refs();
 	release_all(self);
