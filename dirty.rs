@@ -12,10 +12,14 @@
 //!   with `vfio_dma_rw()`, since the last report.
 //!
 //! type1 keeps a bitmap per mapping, allocated for all mappings at START (up to 256 MiB each).
-//! Here a mapping keeps only the page numbers marked since the last report (a red-black tree,
-//! empty unless vendor drivers write); pinned pages come from the mapping's vendor pins, and "all
-//! dirty" is a flag. Reports are produced into the user's bitmap through an 8 KiB window, so kernel
-//! memory grows with the number of dirtied pages, not with the size of the mappings.
+//! Here a mapping keeps only the pages marked since the last report (unpinned by, or written with
+//! `vfio_dma_rw()` for, vendor drivers) in a sparse bitmap ([`DirtyPages`]): 4 KiB chunks of bits,
+//! each allocated on the first mark in its 32,768 pages and freed at the report, so nothing is
+//! allocated unless vendor drivers dirty pages, little when they dirty few, and no more than
+//! type1's bitmap when they dirty a large mapping densely. Pinned pages come from the mapping's
+//! vendor pins, and "all dirty" is a flag. Reports are produced into the user's bitmap through a
+//! 4 KiB window, so kernel memory grows with the spread of the dirtied pages, not with the size
+//! of the mappings.
 //!
 //! Bitmap layout (type1's `update_user_bitmap`): bit `n` is page `base + n * pgsize`; a mapping's
 //! bits are written as whole 64-bit words from the word holding its first bit to the word holding
@@ -26,8 +30,8 @@
 use crate::{iova::IovaRange, mm};
 use core::mem::size_of;
 use kernel::{
+    init::Zeroable,
     prelude::*,
-    rbtree::RBTree,
     uaccess::UserSlice,
 };
 
@@ -43,47 +47,226 @@ pub(crate) fn bitmap_bytes(bits: u64) -> u64 {
     bits.div_ceil(64) * 8
 }
 
+/// Pages per chunk: a chunk is one 4 KiB bitmap (128 MiB of memory in 4 KiB pages).
+pub(crate) const CHUNK_BITS: u64 = 1 << CHUNK_SHIFT;
+const CHUNK_SHIFT: u32 = 15;
+/// 64-bit words per chunk.
+const CHUNK_WORDS: usize = (CHUNK_BITS / 64) as usize;
+/// Chunks per leaf table and leaf tables per middle table (512-byte tables).
+const TABLE_SHIFT: u32 = 6;
+const TABLE_LEN: usize = 1 << TABLE_SHIFT;
+/// Middle tables in the root (a 128-byte table).
+const ROOT_LEN: usize = 16;
+/// The largest page number that can be marked: the tables index `ROOT_LEN * TABLE_LEN *
+/// TABLE_LEN` chunks, 2^31 pages.
+pub(crate) const MAX_PAGE: u64 = ((ROOT_LEN * TABLE_LEN * TABLE_LEN) as u64) * CHUNK_BITS - 1;
+// Every page of a trackable mapping can be marked.
+const _: () = assert!(MAX_MAPPING_PAGES <= MAX_PAGE + 1);
+
+/// One chunk's bits: bit `n % 64` of word `n / 64` is the chunk's page `n`.
+type Chunk = [u64; CHUNK_WORDS];
+type Leaf = [Option<KBox<Chunk>>; TABLE_LEN];
+type Middle = [Option<KBox<Leaf>>; TABLE_LEN];
+type Root = [Option<KBox<Middle>>; ROOT_LEN];
+
+/// Where chunk `c` (at most `MAX_PAGE >> CHUNK_SHIFT`) is: root, middle and leaf slots.
+fn slots(c: u64) -> (usize, usize, usize) {
+    // The remainders keep every index in range whatever `c` is (callers pass chunks of pages up
+    // to `MAX_PAGE`, for which they change nothing).
+    let c = c as usize;
+    (
+        (c >> (2 * TABLE_SHIFT)) % ROOT_LEN,
+        (c >> TABLE_SHIFT) % TABLE_LEN,
+        c % TABLE_LEN,
+    )
+}
+
+/// The table or chunk in `slot`, allocated zeroed (and charged to the caller's memory cgroup) if
+/// there is none yet.
+fn get_or_alloc<T: Zeroable>(slot: &mut Option<KBox<T>>) -> Result<&mut T> {
+    let b = match slot.take() {
+        Some(b) => b,
+        None => KBox::init(kernel::init::zeroed(), GFP_KERNEL_ACCOUNT)?,
+    };
+    Ok(slot.insert(b))
+}
+
 /// Pages of a mapping marked dirty since the last report, while tracking: page numbers from the
 /// mapping's first page, in units of the bitmap page size. (Whether every page is dirty once is a
 /// flag of the mapping, `DmaMapping::all_dirty_once`, kept there so that a mapping's tree node
 /// fits the 96-byte slab, as type1's `struct vfio_dma` does.)
+///
+/// A sparse bitmap: 4 KiB chunks of 32,768 bits, allocated zeroed on the first mark in their
+/// range, found through a three-level table (a 16-entry root, 64-entry middle and leaf tables)
+/// that is itself allocated on demand; nothing is allocated until something is marked. Marking
+/// is O(1) per chunk touched (three indexings) and allocates only for a chunk not present yet;
+/// a range is set a word at a time. All of it is charged to the memory cgroup of the task that
+/// marks (`GFP_KERNEL_ACCOUNT`), and freed by [`Self::clear`] (or when dropped), a chunk at a
+/// time with rescheduling points.
 pub(crate) struct DirtyPages {
-    marked: RBTree<u64, ()>,
+    root: Option<KBox<Root>>,
 }
 
 impl DirtyPages {
-    /// Nothing dirty.
+    /// Nothing dirty; allocates nothing.
     pub(crate) fn new() -> Self {
-        Self {
-            marked: RBTree::new(),
-        }
+        Self { root: None }
     }
 
-    /// Marks pages `first..=last`.
+    /// Marks pages `first..=last` (nothing if `first > last`). Fails with `ENOMEM` if a chunk or
+    /// table cannot be allocated (the pages before it are marked) and with `EINVAL`, marking
+    /// nothing, if `last` is above [`MAX_PAGE`].
     pub(crate) fn mark(&mut self, first: u64, last: u64) -> Result {
-        for p in first..=last {
-            if self.marked.get(&p).is_none() {
-                self.marked.try_create_and_insert(p, (), GFP_KERNEL)?;
+        if first > last {
+            return Ok(());
+        }
+        if last > MAX_PAGE {
+            return Err(EINVAL);
+        }
+        let root = get_or_alloc(&mut self.root)?;
+        let (first_chunk, last_chunk) = (first >> CHUNK_SHIFT, last >> CHUNK_SHIFT);
+        let mut c = first_chunk;
+        loop {
+            let (r, m, l) = slots(c);
+            let middle = get_or_alloc(&mut root[r])?;
+            let leaf = get_or_alloc(&mut middle[m])?;
+            let chunk = get_or_alloc(&mut leaf[l])?;
+            // Bits `lo..=hi` of this chunk.
+            let lo = if c == first_chunk { first % CHUNK_BITS } else { 0 };
+            let hi = if c == last_chunk { last % CHUNK_BITS } else { CHUNK_BITS - 1 };
+            set_chunk_bits(chunk, lo as usize, hi as usize);
+            if c >= last_chunk {
+                return Ok(());
+            }
+            c += 1;
+            // A long range (up to 2^31 pages) allocates and fills a chunk per step.
+            mm::cond_resched();
+        }
+    }
+
+    /// Forgets every mark and frees the chunks and tables, rescheduling between chunks.
+    ///
+    /// Freeing at every report rather than zeroing the chunks for reuse: a chunk dirtied again
+    /// costs one allocation more than zeroing it would (the zeroing is the same, and about what
+    /// the report's walk of its 512 words costs), and nothing stays allocated after the last
+    /// report or `STOP`, which the callers cannot tell from the other clears.
+    pub(crate) fn clear(&mut self) {
+        let Some(mut root) = self.root.take() else {
+            return;
+        };
+        for mut middle in root.iter_mut().filter_map(Option::take) {
+            for mut leaf in middle.iter_mut().filter_map(Option::take) {
+                for chunk in leaf.iter_mut().filter_map(Option::take) {
+                    drop(chunk);
+                    mm::cond_resched();
+                }
             }
         }
-        Ok(())
     }
 
-    /// Forgets what was reported.
-    pub(crate) fn clear(&mut self) {
-        self.marked = RBTree::new();
-    }
-
-    /// Calls `f` for every marked page in `lo..hi`, in order.
+    /// Calls `f` for every marked page in `lo..hi`, in ascending order. Absent tables and chunks
+    /// are skipped whole, and zero words one compare each: the cost follows the chunks present
+    /// and the pages marked, not the size of `lo..hi`.
     pub(crate) fn for_each_in(&mut self, lo: u64, hi: u64, f: &mut impl FnMut(u64)) {
-        let mut cursor = self.marked.cursor_lower_bound(&lo);
-        while let Some(c) = cursor {
-            let (&p, ()) = c.current();
-            if p >= hi {
-                break;
+        let Some(root) = self.root.as_deref() else {
+            return;
+        };
+        let hi = hi.min(MAX_PAGE + 1);
+        if lo >= hi {
+            return;
+        }
+        let last_chunk = (hi - 1) >> CHUNK_SHIFT;
+        let mut c = lo >> CHUNK_SHIFT;
+        // `c <= last_chunk <= MAX_PAGE >> CHUNK_SHIFT` (2^16 - 1): the steps below cannot overflow.
+        while c <= last_chunk {
+            let (r, m, l) = slots(c);
+            let Some(middle) = root[r].as_deref() else {
+                c = (c | ((1 << (2 * TABLE_SHIFT)) - 1)) + 1;
+                continue;
+            };
+            let Some(leaf) = middle[m].as_deref() else {
+                c = (c | ((1 << TABLE_SHIFT) - 1)) + 1;
+                continue;
+            };
+            if let Some(chunk) = leaf[l].as_deref() {
+                let base = c << CHUNK_SHIFT;
+                // Bits `from..to` of the chunk are in `lo..hi` (`lo < base + CHUNK_BITS`, `hi > base`).
+                let from = lo.saturating_sub(base);
+                let to = (hi - base).min(CHUNK_BITS);
+                for_each_chunk_bit(chunk, from as usize, to as usize, &mut |bit| f(base + bit as u64));
             }
-            f(p);
-            cursor = c.move_next();
+            c += 1;
+        }
+    }
+
+    /// The bytes allocated: tables and chunks (not counting allocator rounding, which the sizes,
+    /// 128 bytes, 512 bytes and 4 KiB, do not need).
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn footprint(&self) -> usize {
+        let Some(root) = self.root.as_deref() else {
+            return 0;
+        };
+        let mut bytes = size_of::<Root>();
+        for middle in root.iter().flatten() {
+            bytes += size_of::<Middle>();
+            for leaf in middle.iter().flatten() {
+                bytes += size_of::<Leaf>() + leaf.iter().flatten().count() * size_of::<Chunk>();
+            }
+        }
+        bytes
+    }
+}
+
+impl Drop for DirtyPages {
+    fn drop(&mut self) {
+        // A mapping unmapped (or a container released) while tracking: free with rescheduling.
+        self.clear();
+    }
+}
+
+/// Sets bits `lo..=hi` (both below [`CHUNK_BITS`]) of `chunk`, whole words at a time.
+fn set_chunk_bits(chunk: &mut Chunk, lo: usize, hi: usize) {
+    let (first, last) = (lo / 64, hi / 64);
+    let low_mask = !0u64 << (lo % 64);
+    let high_mask = !0u64 >> (63 - hi % 64);
+    let Some(words) = chunk.get_mut(first..=last) else {
+        return;
+    };
+    match words {
+        [] => {}
+        [only] => *only |= low_mask & high_mask,
+        [head, middle @ .., tail] => {
+            *head |= low_mask;
+            middle.fill(!0);
+            *tail |= high_mask;
+        }
+    }
+}
+
+/// Calls `f` with the set bits of `chunk` in `from..to` (`to` at most [`CHUNK_BITS`]), ascending.
+fn for_each_chunk_bit(chunk: &Chunk, from: usize, to: usize, f: &mut impl FnMut(usize)) {
+    if from >= to {
+        return;
+    }
+    let (first, end) = (from / 64, to.div_ceil(64));
+    let Some(words) = chunk.get(first..end) else {
+        return;
+    };
+    for (i, &word) in words.iter().enumerate() {
+        if word == 0 {
+            continue;
+        }
+        let w = first + i;
+        let mut bits = word;
+        if w == first {
+            bits &= !0u64 << (from % 64);
+        }
+        if w + 1 == end && to % 64 != 0 {
+            bits &= (1u64 << (to % 64)) - 1;
+        }
+        while bits != 0 {
+            f(w * 64 + bits.trailing_zeros() as usize);
+            bits &= bits - 1;
         }
     }
 }
@@ -177,8 +360,11 @@ impl UserBitmap {
                         bytes.fill(0);
                         touched = true;
                     }
+                    // One bit per page (the callback runs for every marked page).
                     let bit = to_bit(page);
-                    set_bits(bytes, bit, bit + 1);
+                    if let Some(b) = bytes.get_mut((bit / 8) as usize) {
+                        *b |= 1 << (bit % 8);
+                    }
                 });
             }
             if w == 0 && leftover != 0 {

@@ -5,7 +5,7 @@
 //! not. Built only on `CONFIG_KUNIT` kernels.
 
 use crate::{
-    dirty::{self, UserBitmap},
+    dirty::{self, DirtyPages, UserBitmap},
     iova::{eoverflow, IovaList, IovaRange},
 };
 use kernel::prelude::*;
@@ -131,6 +131,246 @@ extern "C" fn vir_kunit_user_bitmap() -> i32 {
         data: 0xffff_8880_0000_0000,
     };
     check!(kernel.validate(4096).is_err());
+    0
+}
+
+/// Pages per chunk of the sparse dirty bitmap.
+const CB: u64 = dirty::CHUNK_BITS;
+
+/// Whether `d` reports exactly `expect`, in that order, in `lo..hi`.
+fn reports(d: &mut DirtyPages, lo: u64, hi: u64, expect: &[u64]) -> bool {
+    let mut i = 0;
+    let mut ok = true;
+    d.for_each_in(lo, hi, &mut |p| {
+        ok &= expect.get(i) == Some(&p);
+        i += 1;
+    });
+    ok && i == expect.len()
+}
+
+/// Counts what `d` reports in `lo..hi`, checking that it is ascending and inside the range; `None`
+/// if it is not.
+fn count(d: &mut DirtyPages, lo: u64, hi: u64) -> Option<(u64, u64, u64)> {
+    let (mut n, mut first, mut last, mut ok) = (0u64, None, 0u64, true);
+    d.for_each_in(lo, hi, &mut |p| {
+        ok &= p >= lo && p < hi && (n == 0 || p > last);
+        first.get_or_insert(p);
+        last = p;
+        n += 1;
+    });
+    ok.then_some((n, first.unwrap_or(0), last))
+}
+
+/// Sparse dirty bitmap: single pages on both sides of chunk and table boundaries, queries that
+/// start and end anywhere; a mark in a present chunk allocates nothing.
+#[no_mangle]
+extern "C" fn vir_kunit_dirty_chunks() -> i32 {
+    let mut d = DirtyPages::new();
+    check!(d.footprint() == 0 && reports(&mut d, 0, u64::MAX, &[]));
+    let pages = [0, 63, 64, CB - 1, CB, 64 * CB - 1, 64 * CB, 4096 * CB - 1, 4096 * CB];
+    for p in pages {
+        check!(d.mark(p, p).is_ok());
+    }
+    check!(reports(&mut d, 0, u64::MAX, &pages));
+    check!(reports(&mut d, 0, dirty::MAX_PAGE + 1, &pages));
+    check!(reports(&mut d, 1, CB, &[63, 64, CB - 1]));
+    check!(reports(&mut d, 64, 65, &[64]));
+    check!(reports(&mut d, 65, CB - 1, &[]));
+    check!(reports(&mut d, CB - 1, CB + 1, &[CB - 1, CB]));
+    check!(reports(&mut d, CB + 1, 64 * CB - 1, &[]));
+    check!(reports(&mut d, 64 * CB - 1, 4096 * CB, &[64 * CB - 1, 64 * CB, 4096 * CB - 1]));
+    check!(reports(&mut d, 5, 5, &[]) && reports(&mut d, 9, 3, &[]));
+    // Chunks 0, 1, 63, 64, 4095 and 4096, behind 4 leaves, 2 middle tables, a root.
+    let footprint = d.footprint();
+    check!(footprint == 128 + 2 * 512 + 4 * 512 + 6 * 4096);
+    // Marking again, or more of a present chunk: no allocation.
+    check!(d.mark(1, CB - 2).is_ok() && d.mark(CB, CB).is_ok());
+    check!(d.footprint() == footprint);
+    check!(count(&mut d, 0, 2 * CB) == Some((CB + 1, 0, CB)));
+    0
+}
+
+/// Sparse dirty bitmap: ranges within a word, over word and chunk boundaries, over many chunks.
+#[no_mangle]
+extern "C" fn vir_kunit_dirty_ranges() -> i32 {
+    let mut d = DirtyPages::new();
+    check!(d.mark(3, 5).is_ok());
+    check!(reports(&mut d, 0, 64, &[3, 4, 5]));
+    check!(d.mark(60, 68).is_ok());
+    check!(count(&mut d, 0, 128) == Some((12, 3, 68)));
+    check!(reports(&mut d, 59, 62, &[60, 61]));
+    // Nothing for an empty range.
+    check!(d.mark(9, 8).is_ok());
+    check!(count(&mut d, 0, u64::MAX) == Some((12, 3, 68)));
+    d.clear();
+    // Three chunks and a bit, not aligned at either end.
+    let (first, last) = (CB - 70, 4 * CB + 6);
+    check!(d.mark(first, last).is_ok());
+    check!(count(&mut d, 0, u64::MAX) == Some((last - first + 1, first, last)));
+    check!(count(&mut d, 2 * CB - 1, 2 * CB + 1) == Some((2, 2 * CB - 1, 2 * CB)));
+    check!(count(&mut d, last, last + 100) == Some((1, last, last)));
+    check!(count(&mut d, 0, first + 1) == Some((1, first, first)));
+    check!(d.footprint() == 128 + 512 + 512 + 5 * 4096);
+    // A mark ending on a word boundary and one starting on it.
+    d.clear();
+    check!(d.mark(64, 127).is_ok() && d.mark(192, 192).is_ok());
+    check!(count(&mut d, 0, 256) == Some((65, 64, 192)));
+    check!(reports(&mut d, 126, 200, &[126, 127, 192]));
+    0
+}
+
+/// Sparse dirty bitmap: the largest page number (`INT_MAX` pages per mapping), and page numbers
+/// beyond it, refused without panicking or marking anything.
+#[no_mangle]
+extern "C" fn vir_kunit_dirty_top() -> i32 {
+    let top = dirty::MAX_PAGE;
+    check!(top >= dirty::MAX_MAPPING_PAGES - 1);
+    let mut d = DirtyPages::new();
+    check!(d.mark(top, top).is_ok());
+    check!(reports(&mut d, 0, u64::MAX, &[top]));
+    check!(reports(&mut d, top, top + 1, &[top]));
+    check!(reports(&mut d, top + 1, u64::MAX, &[]));
+    check!(reports(&mut d, u64::MAX - 1, u64::MAX, &[]));
+    // One page costs a chunk and a path of tables.
+    check!(d.footprint() == 128 + 512 + 512 + 4096);
+    check!(d.mark(top - 100, top).is_ok());
+    check!(count(&mut d, 0, u64::MAX) == Some((101, top - 100, top)));
+    check!(d.mark(top + 1, top + 1) == Err(EINVAL));
+    check!(d.mark(u64::MAX, u64::MAX) == Err(EINVAL));
+    check!(d.mark(0, u64::MAX) == Err(EINVAL));
+    check!(d.mark(top, u64::MAX) == Err(EINVAL));
+    check!(count(&mut d, 0, u64::MAX) == Some((101, top - 100, top)));
+    check!(d.footprint() == 128 + 512 + 512 + 4096);
+    0
+}
+
+/// Sparse dirty bitmap: clearing frees everything, and marking works again after it; the memory
+/// for dense marking is no more than type1's bitmap.
+#[no_mangle]
+extern "C" fn vir_kunit_dirty_clear() -> i32 {
+    let mut d = DirtyPages::new();
+    d.clear();
+    check!(d.footprint() == 0);
+    check!(d.mark(5, 5).is_ok() && d.mark(3 * CB, 3 * CB + 1).is_ok());
+    d.clear();
+    check!(d.footprint() == 0 && reports(&mut d, 0, u64::MAX, &[]));
+    d.clear();
+    check!(d.mark(7, 7).is_ok());
+    check!(reports(&mut d, 0, u64::MAX, &[7]));
+    d.clear();
+    // 256 MiB of 4 KiB pages, all dirty: two chunks. type1: kvzalloc(8 KiB + 8), 16 KiB.
+    check!(d.mark(0, (256 << 8) - 1).is_ok());
+    check!(d.footprint() == 128 + 512 + 512 + 2 * 4096);
+    check!(count(&mut d, 0, u64::MAX) == Some((256 << 8, 0, (256 << 8) - 1)));
+    d.clear();
+    // 64 GiB: 512 chunks, 8 leaves. type1: 2 MiB + 8 bytes, vmalloc'ed: 513 pages, and 2 more
+    // for vmalloc's array of them.
+    check!(d.mark(0, (64 << 18) - 1).is_ok());
+    check!(d.footprint() == 128 + 512 + 8 * 512 + 512 * 4096);
+    check!(d.footprint() <= (64 << 18) / 8 + 3 * 4096);
+    check!(count(&mut d, (64 << 18) - 3, u64::MAX) == Some((3, (64 << 18) - 3, (64 << 18) - 1)));
+    d.clear();
+    check!(d.footprint() == 0);
+    // Dropped with marks: freed by `Drop`.
+    check!(d.mark(CB, 2 * CB).is_ok());
+    drop(d);
+    0
+}
+
+/// A xorshift64 generator, for reproducible patterns.
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// Whether the model bitmap `model` has page `p`.
+fn has(model: &[u64], p: u64) -> bool {
+    model.get((p / 64) as usize).is_some_and(|w| w & (1 << (p % 64)) != 0)
+}
+
+/// Whether `d` reports, in `base + lo..base + hi`, exactly the pages of `model` (from `base`) in
+/// `lo..hi`, ascending.
+fn same_as_model(d: &mut DirtyPages, model: &[u64], base: u64, lo: u64, hi: u64) -> bool {
+    let (mut at, mut ok) = (lo, true);
+    d.for_each_in(base + lo, base + hi, &mut |p| {
+        // `p` in the model, no page from `at` to `p` in it.
+        let p = p.wrapping_sub(base);
+        ok &= p >= at && p < hi && has(model, p);
+        while ok && at < p {
+            ok &= !has(model, at);
+            at += 1;
+        }
+        at = p.wrapping_add(1);
+    });
+    while ok && at < hi {
+        ok &= !has(model, at);
+        at += 1;
+    }
+    ok
+}
+
+/// Sparse dirty bitmap against a plain bitmap model, in 4 chunks at `base`: random single pages
+/// and short ranges (a quarter of them starting within 40 pages of a chunk boundary), then a few
+/// long ones; after each phase, random windows are compared page for page (with the model neither
+/// nearly empty nor nearly full, so that the comparison means something).
+fn dirty_exact_at(base: u64, seed: u64) -> i32 {
+    const SPAN: u64 = 4 * CB;
+    let Ok(mut model) = KVec::from_elem(0u64, (SPAN / 64) as usize, GFP_KERNEL) else {
+        return line!() as i32;
+    };
+    let mut d = DirtyPages::new();
+    let mut s = seed;
+    for (marks, long) in [(1500u64, false), (6, true)] {
+        for i in 0..marks {
+            let r = next(&mut s);
+            let start = if r % 4 == 0 {
+                ((r >> 8) % 4 * CB + SPAN - 40 + (r >> 16) % 80) % SPAN
+            } else {
+                (r >> 8) % SPAN
+            };
+            let len = match (long, i % 10) {
+                (true, _) => (r >> 24) % CB,
+                (false, 0..=3) => (r >> 24) % 200,
+                _ => 0,
+            };
+            let end = (start + len).min(SPAN - 1);
+            check!(d.mark(base + start, base + end).is_ok());
+            for p in start..=end {
+                model[(p / 64) as usize] |= 1 << (p % 64);
+            }
+        }
+        let set: u64 = model.iter().map(|w| u64::from(w.count_ones())).sum();
+        check!(set > SPAN / 10 && set < SPAN - SPAN / 10);
+        check!(count(&mut d, 0, u64::MAX).is_some_and(|(n, _, _)| n == set));
+        for _ in 0..200 {
+            let (a, b) = (next(&mut s) % (SPAN + 1), next(&mut s) % (SPAN + 1));
+            check!(same_as_model(&mut d, &model, base, a.min(b), a.max(b)));
+        }
+        check!(same_as_model(&mut d, &model, base, 0, SPAN));
+    }
+    // Nothing outside the span.
+    check!(reports(&mut d, 0, base, &[]) && reports(&mut d, base + SPAN, u64::MAX, &[]));
+    d.clear();
+    check!(reports(&mut d, 0, u64::MAX, &[]));
+    0
+}
+
+/// Sparse dirty bitmap: exactly the pages marked, at the bottom, across a root slot (chunk
+/// 4096), and at the top of the page numbers.
+#[no_mangle]
+extern "C" fn vir_kunit_dirty_exact() -> i32 {
+    for (base, seed) in [
+        (0, 0x9e37_79b9_7f4a_7c15),
+        (4096 * CB - 2 * CB, 0xdead_beef_cafe_f00d),
+        (dirty::MAX_PAGE + 1 - 4 * CB, 0x0123_4567_89ab_cdef),
+    ] {
+        let line = dirty_exact_at(base, seed);
+        if line != 0 {
+            return line;
+        }
+    }
     0
 }
 
