@@ -182,7 +182,9 @@ impl Container {
             let vaddr = m.vaddr.checked_add(offset).ok_or(EINVAL)?;
             m.account.owner().copy(vaddr, &mut data, done, n)?;
             if write && tracking {
-                let (first, last) = (offset >> shift, (offset + n as u64 - 1) >> shift);
+                // `n >= 1`, and the copy ends inside the mapping, whose size fits a `u64`.
+                let last_byte = offset.saturating_add(n as u64 - 1);
+                let (first, last) = (offset >> shift, last_byte >> shift);
                 if m.dirty.mark(first, last).is_err() {
                     m.all_dirty_once = true;
                 }
