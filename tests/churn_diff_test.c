@@ -34,6 +34,7 @@ TEST_F_TIMEOUT(churn, differential, 900)
 		.rust = vfio_backend() == BACKEND_RUST,
 		.module = backend_module(vfio_backend()),
 		.trace = (e = getenv("VIR_CHURN_TRACE")) && atoi(e),
+		.exact_every = 1,
 	};
 
 	ASSERT_EQ(0, churn_run(&c));

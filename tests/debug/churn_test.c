@@ -24,7 +24,7 @@ FIXTURE_TEARDOWN(long_running)
 {
 }
 
-TEST_F_TIMEOUT(long_running, churn, 7200)
+TEST_F_TIMEOUT(long_running, churn, 86400)
 {
 	const char *e;
 	struct churn c = {
@@ -35,6 +35,8 @@ TEST_F_TIMEOUT(long_running, churn, 7200)
 		.module = RUST_MODULE,
 		.trace = (e = getenv("VIR_CHURN_TRACE")) && atoi(e),
 		.max_failures = (e = getenv("VIR_CHURN_MAX_FAILURES")) ? atoi(e) : 10,
+		.exact_every = (e = getenv("VIR_CHURN_EXACT")) && atoi(e) ? 1 : 8,
+		.avoid_taint = (e = getenv("VIR_CHURN_AVOID_TAINT")) && atoi(e),
 	};
 
 	ASSERT_EQ(BACKEND_RUST, vfio_backend());
