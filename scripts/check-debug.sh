@@ -20,8 +20,10 @@ build_module_and_guest "$kdir" CLIPPY=1
 seed=${VIR_FUZZ_SEED:+VIR_FUZZ_SEED=$VIR_FUZZ_SEED}
 # Churn knobs (tests/churn.h): VIR_CHURN_TRACE=1 logs every step, VIR_CHURN_EXACT=1 refreshes vmstat
 # at every check (for replays), VIR_CHURN_AVOID_TAINT=1 steers clear of a known bug.
-trace=$(for v in VIR_CHURN_TRACE VIR_CHURN_EXACT VIR_CHURN_AVOID_TAINT VIR_CHURN_MAX_FAILURES; do
-	[ -n "${!v:-}" ] && printf '%s=%s ' $v "${!v}"; done)
+trace=
+for v in VIR_CHURN_TRACE VIR_CHURN_EXACT VIR_CHURN_AVOID_TAINT VIR_CHURN_MAX_FAILURES; do
+	if [ -n "${!v:-}" ]; then trace="$trace $v=${!v}"; fi
+done
 if [ $mode = fuzz ]; then
 	if [ -n "${VIR_FUZZ_SECONDS:-}" ]; then
 		calls=${VIR_FUZZ_CALLS:-1000000000}
