@@ -32,13 +32,17 @@
  *     vaddr changed between the two pins) only gets the bounds 0 <= charge <= IOMMU RAM pages +
  *     vendor pins; type1 leaks there (Documentation/reliability.rst);
  *
- * and after a sequence, with everything closed (or the process gone), the pins are back to the
- * baseline, VmLck is 0 and the backend's module holds only the side container's reference.
+ * (the pins exactly after a vmstat refresh, which long runs only do every few checks: see
+ * ch_check_level()), and after a sequence, with everything closed (or the process gone), the pins
+ * are back to the baseline, VmLck is 0 and the backend's module holds only the side container's
+ * reference.
  *
  * In differential mode (churn_diff_test) the scenarios where 6.12 type1 is known to answer
- * differently are not generated (see churn_excluded()), and each sequence ends with a RECORD line
- * of digests (step results, VmLck and pin counts after every step, dirty bitmaps), which the
- * host's report compares between the type1 and the rust runs of the same seed.
+ * differently are not generated (look for c->diff: tainting vendor pins and joins, joins replaying
+ * a mapping of an exited process, misbehaving drivers, unaligned pins; dirty bits of unmapped IOVAs
+ * are not compared), and each sequence ends with a RECORD line of digests (step outcomes, VmLck and
+ * pin counts after every step, dirty bitmaps), which the host's report compares between the type1
+ * and the rust runs of the same seed. Documentation/reliability.rst has the details and findings.
  */
 #ifndef CHURN_H
 #define CHURN_H
@@ -1402,6 +1406,7 @@ static inline int op_fork(struct churn *c)
 	}
 	CH_CHECK(c, waitpid(pid, &status, 0) == pid, "waitpid: %s", strerror(errno));
 	S->alive[id] = 0;
+	ch_note(c, "fork: child %d exited (status %#x)", id, status);
 	ch_result(c, 0);
 	if (S->failed)
 		return -1;

@@ -3,7 +3,7 @@
  * The memory-churn fuzzer (tests/churn.h) in `make check`, against both backends: a bounded run
  * (VIR_CHURN_DIFF_STEPS, default 2000 steps) with the boot's seed (VIR_FUZZ_SEED, which the guest
  * draws once per boot unless given), without the scenarios where 6.12 type1 is known to answer
- * differently (churn.h, churn_excluded; Documentation/reliability.rst). Every step asserts the
+ * differently (churn.h; Documentation/reliability.rst, Differential). Every step asserts the
  * pins and VmLck the model expects; each sequence RECORDs digests of its steps' results, of VmLck
  * and pin counts after every step, and of the dirty bitmaps read, which the report compares
  * between the type1 and the rust run.
