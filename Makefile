@@ -7,7 +7,10 @@
 #   make check    set up, build, boot the guest, run all tests: ends with "N passed, N failed"
 #   make bench    same-boot performance and memory comparison with type1 (bench/results/)
 #   make check-debug  the suite on a KASAN/lockdep/kmemleak kernel, plus fault injection, stress,
-#                 200k fuzzed ioctls and a kmemleak scan;  make fuzz: 1e6 fuzzed ioctls
+#                 200k fuzzed ioctls, 100k memory-churn steps and a kmemleak scan
+#   make fuzz     the two fuzzers on the debug kernel: 1e6 ioctls and 1e6 churn steps, or
+#                 VIR_FUZZ_SECONDS=N (seconds shared by the fuzzers); VIR_FUZZ_SEED=S replays a
+#                 run or a churn sequence; VIR_ONLY=churn_test (or fuzz_test) runs one of them
 #   make          build the module against KDIR (default: the cached test kernel)
 #
 # KDIR=/path/to/kernel/build builds against another Rust-enabled 6.12 kernel build tree.

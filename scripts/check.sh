@@ -6,6 +6,8 @@ source "$(dirname "$0")/lib.sh"
 
 kdir=${1:-$(bash "$VIR_ROOT/scripts/build-kernel.sh")}
 build_module_and_guest "$kdir" CLIPPY=1
+# The differential churn fuzzer's seed (drawn by the guest unless given) and length.
+export VIR_GUEST_ENV="${VIR_GUEST_ENV:-} ${VIR_FUZZ_SEED:+VIR_FUZZ_SEED=$VIR_FUZZ_SEED} ${VIR_CHURN_DIFF_STEPS:+VIR_CHURN_DIFF_STEPS=$VIR_CHURN_DIFF_STEPS} ${VIR_CHURN_TRACE:+VIR_CHURN_TRACE=$VIR_CHURN_TRACE}"
 # Two boots: the suite, and a guest whose IOMMU has no interrupt remapping (isolation checks).
 bash "$VIR_ROOT/scripts/run-guest.sh" "$kdir" check "${VIR_GUEST_TIMEOUT:-900}" || true
 bash "$VIR_ROOT/scripts/run-guest.sh" "$kdir" isolation 300 || true

@@ -4,9 +4,11 @@
  * random flags, sizes, alignments, argsz, bitmap geometries and user pointers (valid, NULL,
  * unmapped, read-only, kernel addresses), on an IOMMU container, a v1 or v2 mdev container and the
  * vir_mdev vendor device. Bounded by VIR_FUZZ_CALLS (default 200000) and VIR_FUZZ_SECONDS
- * (default 600). The seed (VIR_FUZZ_SEED, default fixed) is printed first: a failing run is
- * replayed with `make fuzz VIR_FUZZ_SEED=<seed>`. Afterwards nothing is pinned or charged.
+ * (default 600). The seed (VIR_FUZZ_SEED, fresh from getrandom() if not given) is printed first: a
+ * failing run is replayed with `make fuzz VIR_FUZZ_SEED=<seed>`. Afterwards nothing is pinned or
+ * charged.
  */
+#include <sys/random.h>
 #include <time.h>
 #include "kselftest_harness.h"
 #include "vfio_test.h"
@@ -97,10 +99,10 @@ FIXTURE_TEARDOWN(long_running)
 {
 }
 
-TEST_F_TIMEOUT(long_running, fuzz, 3600)
+TEST_F_TIMEOUT(long_running, fuzz, 86400)
 {
-	const char *e;
-	unsigned long long seed = (e = getenv("VIR_FUZZ_SEED")) ? strtoull(e, NULL, 0) : 0x20201125;
+	const char *e, *given = getenv("VIR_FUZZ_SEED");
+	unsigned long long seed = 0;
 	long calls = (e = getenv("VIR_FUZZ_CALLS")) ? atol(e) : 200000;
 	long seconds = (e = getenv("VIR_FUZZ_SECONDS")) ? atol(e) : 600;
 	long pins = pins_outstanding(), n, ok = 0;
@@ -110,6 +112,10 @@ TEST_F_TIMEOUT(long_running, fuzz, 3600)
 	char scratch[4096];
 
 	ASSERT_EQ(BACKEND_RUST, vfio_backend());
+	if (given && *given)
+		seed = strtoull(given, NULL, 0);
+	else if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+		seed = (unsigned long long)time(NULL) ^ (unsigned long long)getpid() << 32;
 	printf("# fuzz: seed %#llx, %ld calls, %ld s at most\n", seed, calls, seconds);
 	fflush(stdout);
 	rnd_state = seed | 1;
