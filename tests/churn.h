@@ -26,11 +26,14 @@
  *
  *   - pins: the system's outstanding FOLL_PIN pages (pins_outstanding()) are exactly the baseline
  *     plus the RAM pages the IOMMU pinned for the mappings plus the distinct vendor-pinned pages;
- *   - VmLck of the calling process is exactly what type1 charges for its mappings: with an IOMMU
- *     domain the RAM pages pinned for it, without one the vendor-pinned pages. A mapping where a
- *     vendor pin holds RAM at an IOVA whose IOMMU pin found MMIO ("tainted": the memory behind the
- *     vaddr changed between the two pins) only gets the bounds 0 <= charge <= IOMMU RAM pages +
- *     vendor pins; type1 leaks there (Documentation/reliability.rst);
+ *   - VmLck of the calling process is exactly what both backends charge for its mappings: with an
+ *     IOMMU domain the RAM pages pinned for it, without one the vendor-pinned pages. A mapping
+ *     where a vendor pin holds another page than the IOMMU pin of its IOVA ("tainted": RAM over
+ *     MMIO, or RAM that replaced the page the IOMMU pinned: the memory behind the vaddr changed
+ *     between the two pins; the model tells by generations of the arena's pages) only gets the
+ *     bounds 0 <= charge <= IOMMU RAM pages + vendor pins: ours charges such a vendor pin by
+ *     itself, type1 does not and leaks in some of these cases (Documentation/status.rst); the
+ *     backend's own invariant check (account.rs) is exact there;
  *
  * (the pins exactly after a vmstat refresh, which long runs only do every few checks: see
  * ch_check_level()), and after a sequence, with everything closed (or the process gone), the pins
@@ -92,7 +95,13 @@ struct ch_shared {
 	struct ch_map map[CH_MAXMAP];
 	uint8_t ikind[CH_WIN_PAGES];	/* what the IOMMU pinned at the page (while map.iommu) */
 	uint16_t vref[CH_WIN_PAGES];	/* vendor pin references */
-	uint8_t tainted[CH_WIN_PAGES];	/* vendor RAM pin over an MMIO IOMMU pin, ever, in this map */
+	uint8_t tainted[CH_WIN_PAGES];	/* a vendor pin of another page than the IOMMU's, ever, in this map */
+	/* Generations of what backs each arena page (bumped by every remap and hole), and the
+	 * generation the IOMMU pin and the first vendor pin of each IOVA page found: two pins hold
+	 * the same page only if they found the same generation. */
+	uint32_t gen[CH_ARENA_PAGES];
+	uint32_t igen[CH_WIN_PAGES];
+	uint32_t vgen[CH_WIN_PAGES];
 	struct { uint32_t ipage, n; } rec[CH_MAXREC];	/* vir_mdev's pin records */
 	int nrec;
 	uint8_t alive[CH_MAXOWN];
@@ -433,13 +442,19 @@ static inline void ch_model_vmlck(struct ch_shared *S, int who, long *lo, long *
 	}
 }
 
-/* Whether a vendor pin of @p now would hold RAM over an IOMMU pin of MMIO (or the reverse). */
+/*
+ * Whether a vendor pin of @p now would hold another page than the IOMMU pin of @p: RAM over MMIO,
+ * or RAM that replaced the page the IOMMU pinned (our backend charges such a pin by itself, type1
+ * deems the IOMMU's charge to cover it: Documentation/status.rst).
+ */
 static inline int ch_would_taint_pin(struct churn *c, struct ch_map *m, uint32_t p)
 {
 	struct ch_shared *S = c->S;
 
-	return m->iommu && S->vref[p] == 0 && S->ikind[p] != K_RAM &&
-	       S->kind[m->vpage + (p - m->ipage)] == K_RAM;
+	uint32_t v = m->vpage + (p - m->ipage);
+
+	return m->iommu && S->vref[p] == 0 && S->kind[v] == K_RAM &&
+	       (S->ikind[p] != K_RAM || S->igen[p] != S->gen[v]);
 }
 
 static inline double ch_now(void)
@@ -574,7 +589,8 @@ static inline void ch_model_iommu_pin(struct ch_shared *S, struct ch_map *m)
 		uint32_t p = m->ipage + i;
 
 		S->ikind[p] = S->kind[m->vpage + i];
-		if (S->vref[p] && S->ikind[p] != K_RAM)
+		S->igen[p] = S->gen[m->vpage + i];
+		if (S->vref[p] && (S->ikind[p] != K_RAM || S->igen[p] != S->vgen[p]))
 			S->tainted[p] = 1;
 	}
 }
@@ -586,6 +602,15 @@ static inline char *ch_va(struct churn *c, uint32_t vpage)
 	return c->arena + (size_t)vpage * PAGE;
 }
 
+/* What backs arena pages [vp, vp + n) changed. */
+static inline void ch_bump_gen(struct ch_shared *S, uint32_t vp, uint32_t n)
+{
+	uint32_t i;
+
+	for (i = 0; i < n; i++)
+		S->gen[vp + i]++;
+}
+
 static inline int ch_hole(struct churn *c, uint32_t vp, uint32_t n)
 {
 	if (munmap(ch_va(c, vp), n * PAGE))
@@ -594,6 +619,7 @@ static inline int ch_hole(struct churn *c, uint32_t vp, uint32_t n)
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) == MAP_FAILED)
 		return errno;
 	memset(&c->S->kind[vp], K_HOLE, n);
+	ch_bump_gen(c->S, vp, n);
 	return 0;
 }
 
@@ -626,6 +652,7 @@ static inline int ch_remap(struct churn *c, uint32_t vp, uint32_t n, int how, in
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_POPULATE, -1, 0);
 		CH_CHECK(c, p != MAP_FAILED, "mmap anon: %s", strerror(errno));
 		memset(&S->kind[vp], K_RAM, n);
+		ch_bump_gen(S, vp, n);
 		return 0;
 	case R_THP:
 		p = mmap(ch_va(c, vp), n * PAGE, PROT_READ | PROT_WRITE,
@@ -635,6 +662,7 @@ static inline int ch_remap(struct churn *c, uint32_t vp, uint32_t n, int how, in
 		if (madvise(p, n * PAGE, 23 /* MADV_POPULATE_WRITE */))
 			memset(p, 0x5a, n * PAGE);
 		memset(&S->kind[vp], K_RAM, n);
+		ch_bump_gen(S, vp, n);
 		S->huge[first] = 3;
 		return 0;
 	case R_HUGE:
@@ -656,6 +684,7 @@ static inline int ch_remap(struct churn *c, uint32_t vp, uint32_t n, int how, in
 			return 0;
 		}
 		memset(&S->kind[vp], K_RAM, n);
+		ch_bump_gen(S, vp, n);
 		S->huge[first] = shared ? 2 : 1;
 		return 0;
 	case R_MMIO: {
@@ -665,6 +694,7 @@ static inline int ch_remap(struct churn *c, uint32_t vp, uint32_t n, int how, in
 			 c->bar_off + off * PAGE);
 		CH_CHECK(c, p != MAP_FAILED, "mmap of the edu BAR: %s", strerror(errno));
 		memset(&S->kind[vp], K_MMIO, n);
+		ch_bump_gen(S, vp, n);
 		return 0;
 	}
 	default:
@@ -1074,8 +1104,13 @@ static inline int op_vpin(struct churn *c)
 	for (p = first; p < first + n; p++) {
 		struct ch_map *pm = ch_map_at(S, p);
 
-		if (!S->vref[p] && pm->iommu && S->ikind[p] != K_RAM)
-			S->tainted[p] = 1;
+		uint32_t v = pm->vpage + (p - pm->ipage);
+
+		if (!S->vref[p]) {
+			S->vgen[p] = S->gen[v];
+			if (pm->iommu && (S->ikind[p] != K_RAM || S->igen[p] != S->vgen[p]))
+				S->tainted[p] = 1;
+		}
 		S->vref[p]++;
 	}
 	S->rec[S->nrec].ipage = first;
@@ -1208,7 +1243,8 @@ static inline int ch_join_excluded(struct churn *c)
 		if (c->diff && !S->alive[m->owner])
 			return 1;
 		for (p = m->ipage; p < m->ipage + m->npages && (c->diff || c->avoid_taint); p++)
-			if (S->vref[p] && S->kind[m->vpage + (p - m->ipage)] != K_RAM)
+			if (S->vref[p] && (S->kind[m->vpage + (p - m->ipage)] != K_RAM ||
+					   S->vgen[p] != S->gen[m->vpage + (p - m->ipage)]))
 				return 1;
 	}
 	return 0;
