@@ -9,6 +9,10 @@
 #   make check-debug  the suite on a KASAN/lockdep/kmemleak kernel, plus fault injection, stress,
 #                 200k fuzzed ioctls and a kmemleak scan;  make fuzz: 1e6 fuzzed ioctls
 #   make          build the module against KDIR (default: the cached test kernel)
+#   make install  install it into /lib/modules/<kver>/updates, depmod, and the modprobe
+#                 configuration (modprobe.d/) that loads it after vfio_iommu_type1; make uninstall
+#                 (KDIR: default the kernel `make` built against; DESTDIR or INSTALL_MOD_PATH: a
+#                 staging root)
 #
 # KDIR=/path/to/kernel/build builds against another Rust-enabled 6.12 kernel build tree.
 
@@ -16,11 +20,13 @@ SHELL := /bin/bash
 KDIR ?=
 CLIPPY ?= 1
 QEMU ?= 0
+DESTDIR ?=
+INSTALL_MOD_PATH ?= $(DESTDIR)
 
 # The cached test kernel, built on demand (build-kernel.sh prints its path).
 kdir = $(if $(KDIR),$(KDIR),$$(bash scripts/build-kernel.sh))
 
-.PHONY: all modules setup kernel guest check check-debug fuzz demo bench clean
+.PHONY: all modules setup kernel guest check check-debug fuzz demo bench clean install uninstall
 
 all: modules
 
@@ -31,8 +37,13 @@ kernel: setup
 	@bash scripts/build-kernel.sh >/dev/null
 
 modules:
-	@k=$(kdir) && echo "==> module: building against $$k" && \
+	+@k=$(kdir) && echo "==> module: building against $$k" && \
 	bash scripts/build-module.sh "$$k" $(CURDIR) -s CLIPPY=$(CLIPPY)
+
+# Installs what `make` built (no build here, so `sudo make install` needs no toolchain).
+install uninstall:
+	@KDIR="$(KDIR)" INSTALL_MOD_PATH="$(INSTALL_MOD_PATH)" DESTDIR="$(DESTDIR)" \
+	bash scripts/install.sh $@
 
 guest: modules
 	@bash scripts/build-guest.sh $(kdir)
