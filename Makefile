@@ -13,6 +13,8 @@
 #                 configuration (modprobe.d/) that loads it after vfio_iommu_type1; make uninstall
 #                 (KDIR: default the kernel `make` built against; DESTDIR or INSTALL_MOD_PATH: a
 #                 staging root)
+#   make install-check  make install/uninstall into a staged root and DKMS add/build/install/remove
+#                 against the cached test kernel (what CI runs; installs the dkms package)
 #
 # KDIR=/path/to/kernel/build builds against another Rust-enabled 6.12 kernel build tree.
 
@@ -26,7 +28,8 @@ INSTALL_MOD_PATH ?= $(DESTDIR)
 # The cached test kernel, built on demand (build-kernel.sh prints its path).
 kdir = $(if $(KDIR),$(KDIR),$$(bash scripts/build-kernel.sh))
 
-.PHONY: all modules setup kernel guest check check-debug fuzz demo bench clean install uninstall
+.PHONY: all modules setup kernel guest check check-debug fuzz demo bench clean install uninstall \
+	install-check
 
 all: modules
 
@@ -44,6 +47,10 @@ modules:
 install uninstall:
 	@KDIR="$(KDIR)" INSTALL_MOD_PATH="$(INSTALL_MOD_PATH)" DESTDIR="$(DESTDIR)" \
 	bash scripts/install.sh $@
+
+install-check:
+	@bash scripts/setup.sh dkms
+	@bash scripts/install-check.sh $(KDIR)
 
 guest: modules
 	@bash scripts/build-guest.sh $(kdir)
