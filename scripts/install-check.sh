@@ -85,7 +85,7 @@ result "make install (staged root)" $ok "updates/$pkg.ko, modules.dep, modprobe.
 for m in vfio vfio-pci vfio_iommu_type1; do
 	order=$(show_depends $m) || true
 	loads_after "$order" && ok=1 || ok=0
-	result "modprobe $m: type1, then us" $ok "$(echo $order)"
+	result "modprobe $m: type1, us" $ok "$(echo $order)"
 done
 
 ok=1
