@@ -12,6 +12,12 @@
 #                 VIR_FUZZ_SECONDS=N (seconds shared by the fuzzers); VIR_FUZZ_SEED=S replays a
 #                 run or a churn sequence; VIR_ONLY=churn_test (or fuzz_test) runs one of them
 #   make          build the module against KDIR (default: the cached test kernel)
+#   make install  install it into /lib/modules/<kver>/updates, depmod, and the modprobe
+#                 configuration (modprobe.d/) that loads it after vfio_iommu_type1; make uninstall
+#                 (KDIR: default the kernel `make` built against; DESTDIR or INSTALL_MOD_PATH: a
+#                 staging root)
+#   make install-check  make install/uninstall into a staged root and DKMS add/build/install/remove
+#                 against the cached test kernel (what CI runs; installs the dkms package)
 #
 # KDIR=/path/to/kernel/build builds against another Rust-enabled 6.12 kernel build tree.
 
@@ -19,11 +25,14 @@ SHELL := /bin/bash
 KDIR ?=
 CLIPPY ?= 1
 QEMU ?= 0
+DESTDIR ?=
+INSTALL_MOD_PATH ?= $(DESTDIR)
 
 # The cached test kernel, built on demand (build-kernel.sh prints its path).
 kdir = $(if $(KDIR),$(KDIR),$$(bash scripts/build-kernel.sh))
 
-.PHONY: all modules setup kernel guest check check-debug fuzz demo bench clean
+.PHONY: all modules setup kernel guest check check-debug fuzz demo bench clean install uninstall \
+	install-check
 
 all: modules
 
@@ -34,8 +43,17 @@ kernel: setup
 	@bash scripts/build-kernel.sh >/dev/null
 
 modules:
-	@k=$(kdir) && echo "==> module: building against $$k" && \
+	+@k=$(kdir) && echo "==> module: building against $$k" && \
 	bash scripts/build-module.sh "$$k" $(CURDIR) -s CLIPPY=$(CLIPPY)
+
+# Installs what `make` built (no build here, so `sudo make install` needs no toolchain).
+install uninstall:
+	@KDIR="$(KDIR)" INSTALL_MOD_PATH="$(INSTALL_MOD_PATH)" DESTDIR="$(DESTDIR)" \
+	bash scripts/install.sh $@
+
+install-check:
+	@bash scripts/setup.sh dkms
+	@bash scripts/install-check.sh $(KDIR)
 
 guest: modules
 	@bash scripts/build-guest.sh $(kdir)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # Build the guest: the static test binaries (kselftest harness from the kernel tree, uAPI headers of
-# the kernel under test) and a busybox initramfs with the VFIO modules, our module and the tests.
+# the kernel under test) and a busybox initramfs with the VFIO modules, our module (installed by
+# `make install`), kmod's modprobe and the tests.
 # Usage: build-guest.sh KDIR
 source "$(dirname "$0")/lib.sh"
 
@@ -60,6 +61,19 @@ cp "$out"/tests-debug/* "$root/tests-debug/"
 cp -a "$modroot" "$root/lib/modules/"
 rm -f "$root/lib/modules/$release"/{build,source}
 mkdir -p "$root/lib/modules/$release/extra"
-cp "$ko" "$VIR_ROOT/tests/mdev/vir_mdev.ko" "$root/lib/modules/$release/extra/"
+cp "$VIR_ROOT/tests/mdev/vir_mdev.ko" "$root/lib/modules/$release/extra/"
+# Our module as `make install` installs it: lib/modules/<release>/updates, depmod, and
+# /etc/modprobe.d/vfio-iommu-rust.conf (tests/module_test.c checks it with kmod's modprobe).
+run_logged "$VIR_LOGDIR/guest-install.log" make -s -C "$VIR_ROOT" install KDIR="$kdir" \
+	DESTDIR="$root" || die "make install into the initramfs failed"
+# kmod's modprobe, with its shared libraries: busybox's ignores softdep lines. It is
+# /usr/lib/vir/modprobe, not /sbin/modprobe, which the kernel would run for request_module().
+kmod=$(command -v kmod) || die "kmod not found"
+mkdir -p "$root/usr/lib/vir"
+cp "$kmod" "$root/usr/lib/vir/kmod"
+ln -s kmod "$root/usr/lib/vir/modprobe"
+for lib in $(ldd "$kmod" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
+	cp -L --parents "$lib" "$root"
+done
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out/initramfs.cpio.gz"
 info "guest: $(du -h "$out/initramfs.cpio.gz" | cut -f1) initramfs, $(ls "$out/tests" | wc -l) test binaries"

@@ -4,8 +4,8 @@
 #   Debian packages (as root), rustup's rust-src component, bindgen-cli 0.69.5 from crates.io.
 #   QEMU comes from bookworm-backports (10.0): the tests run it inside the guest as a VFIO user, and
 #   VFIO migration v2 (the only one 6.12 has) needs QEMU >= 8.0; bookworm's own is 7.2.
-# Usage: setup.sh [bench|debug]   (bench: also what `make bench` needs for its plot; debug: clang
-# and LLVM 19 for the debug kernel)
+# Usage: setup.sh [bench|debug|dkms]   (bench: also what `make bench` needs for its plot; debug: clang
+# and LLVM 19 for the debug kernel; dkms: DKMS, for `make install-check`)
 source "$(dirname "$0")/lib.sh"
 
 DEB_PACKAGES=(
@@ -15,6 +15,7 @@ DEB_PACKAGES=(
 )
 [ "${1:-}" = bench ] && DEB_PACKAGES+=(python3-matplotlib)
 [ "${1:-}" = debug ] && DEB_PACKAGES+=(clang-19 lld-19 llvm-19)
+[ "${1:-}" = dkms ] && DEB_PACKAGES+=(dkms)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

@@ -2,8 +2,14 @@
 /*
  * Unloading and reloading vfio_iommu_rust: refused while a container uses it, clean otherwise.
  * Runs against our backend only (type1 is built in to this test's question).
+ *
+ * And the module as `make install` installed it in the guest (lib/modules/<release>/updates and
+ * /etc/modprobe.d/vfio-iommu-rust.conf), driven by kmod's modprobe (VIR_MODPROBE): loading vfio
+ * loads type1 and then us (recorded by /init at boot, VIR_BOOT_MODPROBE), `modprobe -r` unloads
+ * us alone, and loading type1 loads us after it, so that we serve new containers.
  */
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include "kselftest_harness.h"
 #include "vfio_test.h"
 
@@ -61,6 +67,119 @@ TEST(reloaded_module_serves)
 	struct backend_refs before = backend_refs(), after;
 	int container, group;
 
+	ASSERT_EQ(0, open_container(env_int("VFIO_TEST_GROUP"), VFIO_TYPE1_IOMMU, &container,
+				    &group));
+	after = backend_refs();
+	EXPECT_EQ(before.rust + 1, after.rust);
+	EXPECT_EQ(before.type1, after.type1);
+	close(group);
+	close(container);
+}
+
+/* Runs kmod's modprobe with @args, its output as TAP comments (stderr: the test process _exit()s
+ * without flushing stdout); returns its exit status. */
+static int modprobe(const char *args)
+{
+	char cmd[256], line[256];
+	FILE *p;
+	int status;
+
+	snprintf(cmd, sizeof(cmd), "%s %s 2>&1", env_str("VIR_MODPROBE"), args);
+	fprintf(stderr, "# %s\n", cmd);
+	p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	while (fgets(line, sizeof(line), p))
+		fprintf(stderr, "#   %s", line);
+	status = pclose(p);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The line number (from 0) of @module in @file's lines of names (/proc/modules: newest first),
+ * or -1. */
+static int module_pos(const char *file, const char *module)
+{
+	char line[256];
+	int n = 0, pos = -1;
+	FILE *f = fopen(file, "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, " \n")] = 0;
+		if (!strcmp(line, module)) {
+			pos = n;
+			break;
+		}
+		n++;
+	}
+	fclose(f);
+	return pos;
+}
+
+/*
+ * At boot, before anything else was loaded, /init ran `modprobe vfio`: vfio's own softdep loads
+ * type1, the installed one loads us after it (so the VFIO core asks us first).
+ */
+TEST(modprobe_vfio_at_boot)
+{
+	const char *rec = env_str("VIR_BOOT_MODPROBE");
+	int vfio = module_pos(rec, "vfio");
+	int type1 = module_pos(rec, TYPE1_MODULE);
+	int rust = module_pos(rec, RUST_MODULE);
+
+	/* Its exit status (which does not count a failed softdep), then the modules loaded. */
+	EXPECT_EQ(0, module_pos(rec, "modprobe_vfio_exit_0"));
+	ASSERT_LE(0, vfio);
+	ASSERT_LE(0, type1) TH_LOG("modprobe vfio did not load " TYPE1_MODULE);
+	ASSERT_LE(0, rust) TH_LOG("modprobe vfio did not load " RUST_MODULE);
+	/* /proc/modules lists the newest module first. */
+	EXPECT_LT(type1, vfio);
+	EXPECT_LT(rust, type1) TH_LOG("loaded before " TYPE1_MODULE);
+}
+
+/* Puts both backends back (ours after type1) when a test below leaves one unloaded. */
+FIXTURE(installed) {};
+FIXTURE_SETUP(installed)
+{
+	ASSERT_EQ(0, module_refcnt(TYPE1_MODULE));
+	ASSERT_EQ(0, module_refcnt(RUST_MODULE));
+}
+FIXTURE_TEARDOWN(installed)
+{
+	modprobe(TYPE1_MODULE);
+	modprobe(RUST_MODULE);
+}
+
+/* modprobe -r vfio_iommu_rust unloads us alone; modprobe vfio_iommu_rust finds us in updates/. */
+TEST_F(installed, modprobe_remove)
+{
+	ASSERT_EQ(0, modprobe("-r " RUST_MODULE));
+	EXPECT_EQ(-1, module_refcnt(RUST_MODULE));
+	EXPECT_EQ(0, module_refcnt(TYPE1_MODULE));
+	EXPECT_LT(0, module_refcnt("vfio"));
+	ASSERT_EQ(0, modprobe(RUST_MODULE));
+	EXPECT_EQ(0, module_refcnt(RUST_MODULE));
+}
+
+/*
+ * modprobe -r vfio_iommu_type1 unloads us first (a post softdep is removed before its module);
+ * modprobe vfio_iommu_type1 loads us after it, and a new container is ours.
+ */
+TEST_F(installed, modprobe_type1_loads_us_after)
+{
+	struct backend_refs before, after;
+	int container, group;
+
+	ASSERT_EQ(0, modprobe("-r " TYPE1_MODULE));
+	EXPECT_EQ(-1, module_refcnt(RUST_MODULE));
+	EXPECT_EQ(-1, module_refcnt(TYPE1_MODULE));
+	ASSERT_EQ(0, modprobe(TYPE1_MODULE));
+	ASSERT_EQ(0, module_refcnt(TYPE1_MODULE));
+	ASSERT_EQ(0, module_refcnt(RUST_MODULE));
+	EXPECT_LT(module_pos("/proc/modules", RUST_MODULE), module_pos("/proc/modules", TYPE1_MODULE));
+
+	before = backend_refs();
 	ASSERT_EQ(0, open_container(env_int("VFIO_TEST_GROUP"), VFIO_TYPE1_IOMMU, &container,
 				    &group));
 	after = backend_refs();

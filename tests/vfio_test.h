@@ -9,7 +9,9 @@
  *   VFIO_TEST_GROUP   the IOMMU group number of the first edu device, bound to vfio-pci
  *   VFIO_TEST_GROUP2  the group of the second edu device
  *   VFIO_TEST_BDF     the PCI address of the first edu device
- *   VFIO_RUST_KO      the path of our module, for the load/unload tests
+ *   VFIO_RUST_KO      the path of our module, for the load/unload tests (where `make install`
+ *                     put it in the guest: lib/modules/<release>/updates)
+ *   VIR_MODPROBE      kmod's modprobe, for module_test's checks of the installed configuration
  *
  * Each test that sets an IOMMU asserts which module serves the container by the module reference
  * the VFIO core takes on the serving backend (/sys/module/<name>/refcnt).
