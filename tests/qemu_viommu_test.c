@@ -321,4 +321,251 @@ TEST_F_TIMEOUT(viommu, edu_unmap_bitmap, 600)
 	RECORD("edu_notifications", "%d MAP; UNMAP %s", notify.maps, notify.unmaps.s);
 }
 
+/*
+ * The same with the test vendor driver's device (an mdev: pinned-page scope). The container pins
+ * nothing at MAP_DMA; the device pins and writes pages through guest IOVAs when the qtest script
+ * tells it through its BAR. The unmap with bitmap reports exactly the pages it pinned or wrote
+ * while tracking, and the one it still held pinned when tracking started.
+ */
+TEST_F_TIMEOUT(viommu, vir_mdev_unmap_bitmap, 600)
+{
+	/* IOVA pages: A pinned before tracking and kept, B pinned and unpinned before (clean), then
+	 * C pinned and kept, D pinned and unpinned, E written with vfio_dma_rw(). */
+	const unsigned int a = 10, b = 20, c = 30, d = 511, e = 0;
+	struct notifications notify = { 0 };
+	int n0, n1, n2, n3;
+	char unmap[1400];
+	unsigned int status;
+
+	snprintf(self->dev, sizeof(self->dev),
+		 "vfio-pci,sysfsdev=/sys/bus/mdev/devices/%s,x-device-dirty-page-tracking=off,"
+		 "enable-migration=off,bus=pcie.0,addr=%d.0", env_str("VFIO_TEST_VMDEV"), SLOT);
+	START_VM("viommu-vir");
+	ASSERT_EQ(0, viommu_on(&self->vm, &self->vtd, &self->dom));
+	n0 = traced(&self->trace);
+	ASSERT_LE(0, n0);
+	ASSERT_EQ(0, map_512(&self->vtd, &self->dom));
+	n1 = traced(&self->trace);
+	EXPECT_EQ(0, check_maps(n0, n1));
+	/* An emulated-IOMMU container pins nothing to map. */
+	EXPECT_EQ(0, pinned_by_qemu(self->pins0));
+	RECORD("vir_maps", "%d MAP_DMA, first iova=0x%llx size=0x%llx", n1 - n0, calls[n0].iova,
+	       calls[n0].size);
+
+	ASSERT_EQ(0, qtest_pci_enable(&self->vm, SLOT, BAR_ADDR));
+	ASSERT_EQ(VIR_MDEV_ID, qtest_readl(&self->vm, BAR_ADDR + VIR_REG_ID));
+	ASSERT_EQ(0, vir_command(&self->vm, IOVA + a * PAGE, 1, 0xa1, VIR_CMD_PIN_WRITE));
+	ASSERT_EQ(0, vir_command(&self->vm, IOVA + b * PAGE, 2, 0xb2, VIR_CMD_PIN_WRITE));
+	ASSERT_EQ(0, vir_command(&self->vm, IOVA + b * PAGE, 2, 0xb2, VIR_CMD_UNPIN));
+	ASSERT_EQ(1, qtest_readl(&self->vm, BAR_ADDR + VIR_REG_HELD));
+	EXPECT_EQ(1, pinned_by_qemu(self->pins0));
+
+	ASSERT_EQ(0, start_dirty_tracking(&self->vm));
+	n2 = traced(&self->trace);
+	ASSERT_EQ(n1 + 1, n2);
+	EXPECT_STREQ("DIRTY", calls[n1].op);
+	EXPECT_EQ(VFIO_IOMMU_DIRTY_PAGES_FLAG_START, calls[n1].flags);
+	EXPECT_EQ(0, calls[n1].ret);
+
+	ASSERT_EQ(0, vir_command(&self->vm, IOVA + c * PAGE, 1, 0xc3, VIR_CMD_PIN_WRITE));
+	ASSERT_EQ(0, vir_command(&self->vm, IOVA + d * PAGE, 1, 0xd4, VIR_CMD_PIN_WRITE));
+	ASSERT_EQ(0, vir_command(&self->vm, IOVA + d * PAGE, 1, 0xd4, VIR_CMD_UNPIN));
+	ASSERT_EQ(0, vir_command(&self->vm, IOVA + e * PAGE, 1, 0xe5, VIR_CMD_DMA_WRITE));
+	ASSERT_EQ(2, qtest_readl(&self->vm, BAR_ADDR + VIR_REG_HELD));
+	/* The device's bytes are where the VM's page table sends its IOVAs. */
+	EXPECT_TRUE(page_is(&self->vm, gpa_of(a), 0xa1));
+	EXPECT_TRUE(page_is(&self->vm, gpa_of(b), 0xb2));
+	EXPECT_TRUE(page_is(&self->vm, gpa_of(b + 1), 0xb2));
+	EXPECT_TRUE(page_is(&self->vm, gpa_of(c), 0xc3));
+	EXPECT_TRUE(page_is(&self->vm, gpa_of(d), 0xd4));
+	EXPECT_TRUE(page_is(&self->vm, gpa_of(e), 0xe5));
+	EXPECT_TRUE(page_is(&self->vm, gpa_of(e + 1), 0));
+
+	/* PDE cleared, domain invalidated: one unmap with bitmap, exactly A, C, D and E dirty. */
+	ASSERT_EQ(0, vtd_clear_entry(&self->vtd, &self->dom, IOVA, 2));
+	ASSERT_EQ(0, vtd_iotlb_invalidate_domain(&self->vtd, DID));
+	n3 = traced(&self->trace);
+	ASSERT_EQ(n2 + 1, n3);
+	describe_unmap(&calls[n2], unmap, sizeof(unmap));
+	TH_LOG("%s", unmap);
+	EXPECT_STREQ("UNMAP", calls[n2].op);
+	EXPECT_EQ(VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, calls[n2].flags);
+	EXPECT_EQ(IOVA, calls[n2].iova);
+	EXPECT_EQ(NPAGES * PAGE, calls[n2].size);
+	EXPECT_EQ(0, calls[n2].ret);
+	EXPECT_EQ(NPAGES * PAGE, calls[n2].unmapped);
+	EXPECT_EQ(4, calls[n2].dirty);
+	EXPECT_STREQ("0,10,30,511", calls[n2].bits);
+	RECORD("vir_unmap_bitmap", "%s", unmap);
+	/* The driver was told to unpin (dma_unmap) before the mappings went. */
+	EXPECT_EQ(0, qtest_readl(&self->vm, BAR_ADDR + VIR_REG_HELD));
+	EXPECT_EQ(0, pinned_by_qemu(self->pins0));
+
+	/* The IOVAs are gone: the device can neither pin nor write there. */
+	status = vir_command(&self->vm, IOVA + a * PAGE, 1, 0xf6, VIR_CMD_PIN_WRITE);
+	EXPECT_NE(0, status);
+	EXPECT_EQ(0, qtest_readl(&self->vm, BAR_ADDR + VIR_REG_HELD));
+	RECORD("vir_pin_after_unmap", "%u", status);
+	status = vir_command(&self->vm, IOVA + e * PAGE, 1, 0xf7, VIR_CMD_DMA_WRITE);
+	EXPECT_NE(0, status);
+	RECORD("vir_dma_write_after_unmap", "%u", status);
+	EXPECT_TRUE(page_is(&self->vm, gpa_of(a), 0xa1));
+	EXPECT_TRUE(page_is(&self->vm, gpa_of(e), 0xe5));
+
+	ASSERT_EQ(0, qemu_quit(&self->vm));
+	EXPECT_EQ(0, vfio_trace_wait(&self->trace));
+	ASSERT_LT(0, qemu_trace(&self->vm, "vfio_iommu_map_notify", count_notification, &notify));
+	EXPECT_EQ(NPAGES, notify.maps);
+	EXPECT_TRUE(trace_has(&notify.unmaps, "iommu UNMAP @ 0x8000000 - 0x81fffff"));
+}
+
+/*
+ * The kernel's allocations (Slab + VmallocUsed of /proc/meminfo), sampled in a loop by a thread
+ * while the calls run: their peak above the start. MemFree is sampled too, but it moves with
+ * QEMU's own memory (it allocates and zeroes each bitmap in user space).
+ */
+struct mem_watch {
+	pthread_t thread;
+	volatile bool stop;
+	long kernel0, kernel_max, free0, free_min;
+	int samples;
+};
+
+/* Reads the @n @keys of /proc/meminfo into @kb (kB, -1 if missing). */
+static void meminfo(const char *const *keys, long *kb, int n)
+{
+	char line[128];
+	FILE *f = fopen("/proc/meminfo", "r");
+	int i;
+
+	for (i = 0; i < n; i++)
+		kb[i] = -1;
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		for (i = 0; i < n; i++) {
+			size_t len = strlen(keys[i]);
+
+			if (!strncmp(line, keys[i], len) && line[len] == ':')
+				kb[i] = strtol(line + len + 1, NULL, 10);
+		}
+	fclose(f);
+}
+
+static void mem_sample(long *kernel, long *free)
+{
+	static const char *const keys[] = { "Slab", "VmallocUsed", "MemFree" };
+	long kb[3];
+
+	meminfo(keys, kb, 3);
+	*kernel = kb[0] + kb[1];
+	*free = kb[2];
+}
+
+static void *mem_watch_run(void *data)
+{
+	struct mem_watch *w = data;
+
+	while (!w->stop) {
+		long kernel, free;
+
+		mem_sample(&kernel, &free);
+		if (kernel > w->kernel_max)
+			w->kernel_max = kernel;
+		if (free < w->free_min)
+			w->free_min = free;
+		w->samples++;
+	}
+	return NULL;
+}
+
+static int mem_watch_start(struct mem_watch *w)
+{
+	w->stop = false;
+	w->samples = 0;
+	mem_sample(&w->kernel0, &w->free0);
+	w->kernel_max = w->kernel0;
+	w->free_min = w->free0;
+	return pthread_create(&w->thread, NULL, mem_watch_run, w);
+}
+
+static void mem_watch_stop(struct mem_watch *w)
+{
+	w->stop = true;
+	pthread_join(w->thread, NULL);
+}
+
+/*
+ * The stress: while tracking, the device leaves its domain (context entry cleared) and the VM
+ * invalidates the context cache globally. QEMU unmaps each IOMMU notifier's whole range (below
+ * and above the interrupt window, up to 2^39) in power-of-two chunks, whatever is mapped, each
+ * with a dirty bitmap; then it resyncs the device, finds no context entry and does it again.
+ * Every call succeeds, the 512 pages are reported once, nothing stays pinned.
+ */
+TEST_F_TIMEOUT(viommu, context_invalidation, 600)
+{
+	char sizes[2048] = "", first[1400];
+	unsigned long long largest = 0, unmapped = 0, dirty = 0;
+	int n0, n1, n2, i, bad = 0, with_dirty = -1;
+	struct mem_watch w;
+
+	snprintf(self->dev, sizeof(self->dev), "vfio-pci,host=%s,bus=pcie.0,addr=%d.0",
+		 env_str("VFIO_TEST_BDF"), SLOT);
+	START_VM("viommu-cc");
+	ASSERT_EQ(0, viommu_on(&self->vm, &self->vtd, &self->dom));
+	n0 = traced(&self->trace);
+	ASSERT_EQ(0, map_512(&self->vtd, &self->dom));
+	n1 = traced(&self->trace);
+	EXPECT_EQ(0, check_maps(n0, n1));
+	EXPECT_EQ(NPAGES, pinned_by_qemu(self->pins0));
+	ASSERT_EQ(0, start_dirty_tracking(&self->vm));
+	n1 = traced(&self->trace);
+
+	ASSERT_EQ(0, vtd_clear_context(&self->vtd, 0, DEVFN));
+	ASSERT_EQ(0, mem_watch_start(&w));
+	ASSERT_EQ(0, vtd_cc_invalidate_global(&self->vtd));
+	mem_watch_stop(&w);
+	n2 = traced(&self->trace);
+	ASSERT_LT(n1, n2);
+	ASSERT_GE(MAX_CALLS, n2);
+	for (i = n1; i < n2; i++) {
+		size_t len = strlen(sizes);
+
+		if (strcmp(calls[i].op, "UNMAP") || calls[i].ret ||
+		    calls[i].flags != VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP) {
+			describe_unmap(&calls[i], first, sizeof(first));
+			TH_LOG("unexpected: %s", first);
+			bad++;
+		}
+		if (calls[i].bitmap > largest)
+			largest = calls[i].bitmap;
+		unmapped += calls[i].unmapped;
+		dirty += calls[i].dirty;
+		if (calls[i].dirty && with_dirty < 0)
+			with_dirty = i;
+		snprintf(sizes + len, sizeof(sizes) - len, "%s0x%llx", len ? "," : "",
+			 calls[i].size);
+	}
+	EXPECT_EQ(0, bad);
+	/* The 512 mappings went in the chunk [0, 2 GiB), all dirty; 2^39 / 2^26 = 8 MiB bitmaps. */
+	EXPECT_EQ(NPAGES * PAGE, unmapped);
+	EXPECT_EQ(NPAGES, dirty);
+	EXPECT_EQ(256ULL << 30 >> 12 >> 3, largest);
+	ASSERT_LE(0, with_dirty);
+	describe_unmap(&calls[with_dirty], first, sizeof(first));
+	EXPECT_EQ(0, pinned_by_qemu(self->pins0));
+	TH_LOG("%d unmaps with bitmap, largest bitmap %llu bytes, sizes %s", n2 - n1, largest, sizes);
+	TH_LOG("the one with the mappings: %s", first);
+	TH_LOG("during the invalidation (%d samples): Slab + VmallocUsed at most %ld kB above their "
+	       "start (MemFree at most %ld kB below)", w.samples, w.kernel_max - w.kernel0,
+	       w.free0 - w.free_min);
+	RECORD("cc_unmaps", "%d calls, largest bitmap 0x%llx, sizes %s", n2 - n1, largest, sizes);
+	RECORD("cc_unmap_with_mappings", "%s", first);
+	/* No kernel memory in proportion to the chunks (a 256 GiB bitmap is 8 MiB). */
+	EXPECT_GT(1024, w.kernel_max - w.kernel0);
+
+	ASSERT_EQ(0, qemu_quit(&self->vm));
+	EXPECT_EQ(0, vfio_trace_wait(&self->trace));
+}
+
 TEST_HARNESS_MAIN
