@@ -36,7 +36,7 @@
 #define NPAGES 512			/* one leaf table: 2 MiB of IOVA, one PDE */
 #define TABLES 0x3c00000ULL		/* the VT-d tables: 1 MiB at 60 MiB of the 64 MiB VM */
 #define GPA_BASE 0x1000000ULL		/* the pages mapped: 2 MiB at 16 MiB */
-#define MAX_CALLS 1024
+#define MAX_CALLS 8192
 
 #define TRACE_VIOMMU "-trace", "enable=vfio_iommu_map_notify"
 
@@ -49,8 +49,8 @@ static unsigned long long gpa_of(unsigned int i)
 static struct vfio_call calls[MAX_CALLS];
 
 FIXTURE(viommu) {
-	struct qemu vm;
-	struct vfio_trace trace;
+	struct qemu vm, dst;
+	struct vfio_trace trace, dst_trace;
 	struct vtd vtd;
 	struct vtd_domain dom;
 	struct backend_refs before;
@@ -61,8 +61,9 @@ FIXTURE(viommu) {
 FIXTURE_SETUP(viommu)
 {
 	memset(&self->vm, 0, sizeof(self->vm));
-	self->vm.qtest.fd = self->vm.qmp.fd = -1;
-	self->trace.pid = 0;
+	memset(&self->dst, 0, sizeof(self->dst));
+	self->vm.qtest.fd = self->vm.qmp.fd = self->dst.qtest.fd = self->dst.qmp.fd = -1;
+	self->trace.pid = self->dst_trace.pid = 0;
 	self->before = backend_refs();
 	self->pins0 = pins_outstanding();
 }
@@ -72,7 +73,9 @@ FIXTURE_TEARDOWN(viommu)
 	struct backend_refs now;
 
 	qemu_kill(&self->vm);
+	qemu_kill(&self->dst);
 	vfio_trace_kill(&self->trace);
+	vfio_trace_kill(&self->dst_trace);
 	EXPECT_EQ(self->pins0, pins_outstanding());
 	now = backend_refs();
 	EXPECT_EQ(self->before.type1, now.type1);
@@ -218,17 +221,19 @@ static void describe_unmap(const struct vfio_call *c, char *out, size_t size)
 		 c->ret, c->unmapped, c->pgsize, c->bitmap, c->dirty, c->bits);
 }
 
-/* Starts the VM with @dev behind the vIOMMU and the tracer on it. */
-#define START_VM(name, ...) do {								\
+/* Starts QEMU @vm with self->dev behind the vIOMMU (and @...), and the tracer @trace on it. */
+#define START_QEMU(vm, trace, name, ...) do {							\
 	const char *__args[] = { "-device", VIOMMU, "-device", self->dev, TRACE_VIOMMU,	\
 				 ##__VA_ARGS__, NULL };						\
 	char __log[64];										\
 												\
 	snprintf(__log, sizeof(__log), "/tmp/%s.vfio", name);					\
-	ASSERT_EQ(0, qemu_start(&self->vm, name, __args));					\
+	ASSERT_EQ(0, qemu_start(vm, name, __args));						\
 	ASSERT_SERVED_SINCE(self->before);							\
-	ASSERT_EQ(0, vfio_trace_start(&self->trace, self->vm.pid, __log));			\
+	ASSERT_EQ(0, vfio_trace_start(trace, (vm)->pid, __log));				\
 } while (0)
+
+#define START_VM(name, ...) START_QEMU(&self->vm, &self->trace, name, ##__VA_ARGS__)
 
 TEST_F_TIMEOUT(viommu, edu_unmap_bitmap, 600)
 {
@@ -313,6 +318,7 @@ TEST_F_TIMEOUT(viommu, edu_unmap_bitmap, 600)
 	EXPECT_LT(faults, faults_logged(IOVA + after * PAGE));
 
 	ASSERT_EQ(0, qemu_quit(&self->vm));
+	qemu_print_output(&self->vm, stderr, "# qemu: ");
 	EXPECT_EQ(0, vfio_trace_wait(&self->trace));
 	/* QEMU's own view: 512 MAP notifications, one UNMAP of the 2 MiB (then QEMU's exit). */
 	ASSERT_LT(0, qemu_trace(&self->vm, "vfio_iommu_map_notify", count_notification, &notify));
@@ -413,6 +419,7 @@ TEST_F_TIMEOUT(viommu, vir_mdev_unmap_bitmap, 600)
 	EXPECT_TRUE(page_is(&self->vm, gpa_of(e), 0xe5));
 
 	ASSERT_EQ(0, qemu_quit(&self->vm));
+	qemu_print_output(&self->vm, stderr, "# qemu: ");
 	EXPECT_EQ(0, vfio_trace_wait(&self->trace));
 	ASSERT_LT(0, qemu_trace(&self->vm, "vfio_iommu_map_notify", count_notification, &notify));
 	EXPECT_EQ(NPAGES, notify.maps);
@@ -539,8 +546,10 @@ TEST_F_TIMEOUT(viommu, context_invalidation, 600)
 		}
 		if (calls[i].bitmap > largest)
 			largest = calls[i].bitmap;
-		unmapped += calls[i].unmapped;
-		dirty += calls[i].dirty;
+		if (!calls[i].ret) {
+			unmapped += calls[i].unmapped;
+			dirty += calls[i].dirty;
+		}
 		if (calls[i].dirty && with_dirty < 0)
 			with_dirty = i;
 		snprintf(sizes + len, sizeof(sizes) - len, "%s0x%llx", len ? "," : "",
@@ -565,7 +574,188 @@ TEST_F_TIMEOUT(viommu, context_invalidation, 600)
 	EXPECT_GT(1024, w.kernel_max - w.kernel0);
 
 	ASSERT_EQ(0, qemu_quit(&self->vm));
+	qemu_print_output(&self->vm, stderr, "# qemu: ");
 	EXPECT_EQ(0, vfio_trace_wait(&self->trace));
+}
+
+/* Has the running VM suspend itself (ACPI S3 through the ICH9 PM registers), as a guest does. */
+static int suspend_vm(struct qemu *q)
+{
+	int i;
+
+	if (qmp(q, "{\"execute\": \"cont\"}") ||
+	    /* LPC (00:1f.0): PM I/O at 0x600, ACPI on; PM1_CNT: SLP_TYP 1 (S3), SLP_EN. */
+	    qtest_pci_writel(q, 31, 0x40, 0x601) || qtest_pci_writel(q, 31, 0x44, 0x80) ||
+	    qtest(q, "outw 0x604 0x2400"))
+		return EIO;
+	for (i = 0; i < 500; i++) {
+		if (qmp(q, "{\"execute\": \"query-status\"}"))
+			return EIO;
+		if (strstr(q->line, "\"suspended\""))
+			return 0;
+		qemu_sleep_ms(10);
+	}
+	return ETIMEDOUT;
+}
+
+/* The distinct dirty bitmap reads of QEMU's trace (vfio_get_dirty_bitmap), and their sum. */
+struct dirty_reads {
+	int n;
+	unsigned long long dirty;
+};
+
+static void count_dirty_read(const char *args, void *data)
+{
+	struct dirty_reads *d = data;
+	const char *p = strstr(args, "dirty_pages=");
+
+	d->n++;
+	if (p)
+		d->dirty += strtoull(p + 12, NULL, 0);
+}
+
+/*
+ * A migration route that QEMU 10 allows with a vIOMMU: a cpr-reboot of a suspended VM to a file,
+ * loaded by a second QEMU. (A normal migration is refused: the vfio device adds a blocker "not
+ * supported with vIOMMU enabled", hw/vfio/migration.c, for normal mode only, and fails to realize
+ * with enable-migration=on; cpr-reboot ignores normal-mode blockers and needs the VM suspended,
+ * hw/vfio/cpr.c.) Two 2 MiB regions of IOVA are mapped. The vir_mdev device writes pages through
+ * guest IOVAs before, keeping one pinned in each region; while the migration is paused before
+ * switchover (tracking on, VM and device stopped), the guest lazily unmaps the second region: one
+ * unmap with bitmap, exactly the device's page there. The pages arrive, the destination's vIOMMU
+ * is on and its container gets the first region's 512 mappings back from the migrated page table
+ * (the second's PDE arrived cleared), the device's registers arrive, and it writes through the
+ * guest IOVAs again.
+ */
+TEST_F_TIMEOUT(viommu, cpr_reboot_vir_mdev, 600)
+{
+	const unsigned int a = 10, b = 20, e = 0, p = 7, after = 100;
+	const unsigned long long iova2 = IOVA + NPAGES * PAGE;
+	unsigned long long gpa2[NPAGES];
+	struct dirty_reads reads = { 0 };
+	struct trace_text states = { "" };
+	char image[320], unmap[1400];
+	int n0, n1, n2, dirty_starts = 0, i;
+
+	for (i = 0; i < NPAGES; i++)
+		gpa2[i] = gpa_of(i) + NPAGES * PAGE;
+	snprintf(image, sizeof(image), "%s/tmp/vir-cpr.img", env_str("VFIO_TEST_HOSTROOT"));
+	unlink(image);
+	snprintf(self->dev, sizeof(self->dev),
+		 "vfio-pci,sysfsdev=/sys/bus/mdev/devices/%s,x-device-dirty-page-tracking=off,"
+		 "bus=pcie.0,addr=%d.0", env_str("VFIO_TEST_VMDEV"), SLOT);
+	START_VM("viommu-cpr-src", "-trace", "enable=vfio_get_dirty_bitmap",
+		 "-trace", "enable=vfio_migration_set_device_state");
+	ASSERT_EQ(0, viommu_on(&self->vm, &self->vtd, &self->dom));
+	ASSERT_EQ(0, map_512(&self->vtd, &self->dom));
+	ASSERT_EQ(0, vtd_map(&self->vtd, &self->dom, iova2, gpa2, NPAGES));
+	ASSERT_EQ(0, vtd_iotlb_invalidate_domain(&self->vtd, DID));
+	ASSERT_EQ(0, qtest_pci_enable(&self->vm, SLOT, BAR_ADDR));
+	ASSERT_EQ(0, vir_command(&self->vm, IOVA + a * PAGE, 1, 0xa1, VIR_CMD_PIN_WRITE));
+	ASSERT_EQ(0, vir_command(&self->vm, IOVA + b * PAGE, 2, 0xb2, VIR_CMD_PIN_WRITE));
+	ASSERT_EQ(0, vir_command(&self->vm, IOVA + b * PAGE, 2, 0xb2, VIR_CMD_UNPIN));
+	ASSERT_EQ(0, vir_command(&self->vm, IOVA + e * PAGE, 1, 0xe5, VIR_CMD_DMA_WRITE));
+	ASSERT_EQ(0, vir_command(&self->vm, iova2 + p * PAGE, 1, 0x77, VIR_CMD_PIN_WRITE));
+	ASSERT_EQ(2, qtest_readl(&self->vm, BAR_ADDR + VIR_REG_HELD));
+	n0 = traced(&self->trace);
+
+	ASSERT_EQ(0, suspend_vm(&self->vm));
+	ASSERT_EQ(0, qmp(&self->vm, "{\"execute\": \"migrate-set-parameters\", \"arguments\": "
+				    "{\"mode\": \"cpr-reboot\"}}"));
+	ASSERT_EQ(0, qmp(&self->vm, "{\"execute\": \"migrate-set-capabilities\", \"arguments\": "
+				    "{\"capabilities\": [{\"capability\": \"pause-before-switchover\", "
+				    "\"state\": true}]}}"));
+	ASSERT_EQ(0, qmp(&self->vm, "{\"execute\": \"migrate\", \"arguments\": "
+				    "{\"uri\": \"file:/tmp/vir-cpr.img\"}}"));
+	ASSERT_EQ(0, qmp_wait_migration(&self->vm, "pre-switchover"));
+	/* The guest unmaps the second region lazily: one unmap with bitmap, the device's page. */
+	n1 = traced(&self->trace);
+	ASSERT_EQ(0, vtd_clear_entry(&self->vtd, &self->dom, iova2, 2));
+	ASSERT_EQ(0, vtd_iotlb_invalidate_domain(&self->vtd, DID));
+	n2 = traced(&self->trace);
+	ASSERT_EQ(n1 + 1, n2);
+	describe_unmap(&calls[n1], unmap, sizeof(unmap));
+	TH_LOG("during the migration: %s", unmap);
+	EXPECT_STREQ("UNMAP", calls[n1].op);
+	EXPECT_EQ(VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, calls[n1].flags);
+	EXPECT_EQ(iova2, calls[n1].iova);
+	EXPECT_EQ(NPAGES * PAGE, calls[n1].size);
+	EXPECT_EQ(0, calls[n1].ret);
+	EXPECT_EQ(1, calls[n1].dirty);
+	EXPECT_STREQ("7", calls[n1].bits);
+	RECORD("cpr_unmap_bitmap", "%s", unmap);
+	EXPECT_EQ(1, qtest_readl(&self->vm, BAR_ADDR + VIR_REG_HELD));
+	ASSERT_EQ(0, qmp(&self->vm, "{\"execute\": \"migrate-continue\", \"arguments\": "
+				    "{\"state\": \"pre-switchover\"}}"));
+	ASSERT_EQ(0, qmp_wait_migration(&self->vm, "completed"));
+	ASSERT_EQ(0, qemu_quit(&self->vm));
+	qemu_print_output(&self->vm, stderr, "# qemu: ");
+	EXPECT_EQ(0, vfio_trace_wait(&self->trace));
+	/* The device kept page A pinned: QEMU's container let it go with the VM. */
+	EXPECT_EQ(0, pinned_by_qemu(self->pins0));
+	/* Dirty tracking ran: START, and QEMU's reads of the bitmap through the vIOMMU. */
+	n1 = traced(&self->trace);
+	for (i = n0; i < n1 && i < MAX_CALLS; i++)
+		dirty_starts += !strcmp(calls[i].op, "DIRTY") &&
+				calls[i].flags == VFIO_IOMMU_DIRTY_PAGES_FLAG_START && !calls[i].ret;
+	EXPECT_EQ(1, dirty_starts);
+	ASSERT_LE(0, qemu_trace(&self->vm, "vfio_get_dirty_bitmap", count_dirty_read, &reads));
+	ASSERT_LT(0, qemu_trace(&self->vm, "vfio_migration_set_device_state", trace_append,
+				&states));
+	TH_LOG("source: %d container calls during the migration, %d bitmap reads (%llu dirty)",
+	       n1 - n0, reads.n, reads.dirty);
+	RECORD("cpr_src_device_states", "%s", states.s);
+
+	/* The destination loads the image. */
+	START_QEMU(&self->dst, &self->dst_trace, "viommu-cpr-dst", "-incoming", "defer",
+		   "-trace", "enable=vfio_migration_set_device_state");
+	n0 = traced(&self->dst_trace);
+	ASSERT_EQ(0, qmp(&self->dst, "{\"execute\": \"migrate-set-parameters\", \"arguments\": "
+				     "{\"mode\": \"cpr-reboot\"}}"));
+	ASSERT_EQ(0, qmp(&self->dst, "{\"execute\": \"migrate-incoming\", \"arguments\": "
+				     "{\"uri\": \"file:/tmp/vir-cpr.img\"}}"));
+	ASSERT_EQ(0, qmp_wait_migration(&self->dst, "completed"));
+	/* The device's bytes arrived; its vIOMMU is on, with the guest's page table. */
+	EXPECT_TRUE(page_is(&self->dst, gpa_of(a), 0xa1));
+	EXPECT_TRUE(page_is(&self->dst, gpa_of(b), 0xb2));
+	EXPECT_TRUE(page_is(&self->dst, gpa_of(b + 1), 0xb2));
+	EXPECT_TRUE(page_is(&self->dst, gpa_of(e), 0xe5));
+	EXPECT_TRUE(page_is(&self->dst, gpa2[p], 0x77));
+	EXPECT_TRUE(page_is(&self->dst, gpa_of(after), 0));
+	self->vtd.q = &self->dst;
+	EXPECT_EQ(VTD_GSTS_TES | VTD_GSTS_RTPS, vtd_readl(&self->vtd, VTD_REG_GSTS) &
+						 (VTD_GSTS_TES | VTD_GSTS_RTPS));
+	/* QEMU rebuilt the container's mappings from the migrated page table. */
+	n1 = traced(&self->dst_trace);
+	for (n2 = n0; n2 < n1 && strcmp(calls[n2].op, "MAP"); n2++)
+		;
+	for (i = n2; i < n1 && !strcmp(calls[i].op, "MAP"); i++)
+		;
+	EXPECT_EQ(0, check_maps(n2, i));
+	RECORD("cpr_dst_maps", "%d MAP_DMA", i - n2);
+
+	/*
+	 * Resumed: the VM is suspended again, its device runs with the registers it had and writes
+	 * through the guest IOVAs of the destination's container. Waking the VM up is an x86 resume
+	 * from S3, which resets the machine (pc_machine_wakeup): the firmware's business, not ours.
+	 */
+	ASSERT_EQ(0, qmp(&self->dst, "{\"execute\": \"cont\"}"));
+	ASSERT_EQ(0, qmp(&self->dst, "{\"execute\": \"query-status\"}"));
+	EXPECT_NE(NULL, strstr(self->dst.line, "\"suspended\""));
+	EXPECT_EQ(VIR_MDEV_ID, qtest_readl(&self->dst, BAR_ADDR + VIR_REG_ID));
+	EXPECT_EQ(iova2 + p * PAGE, qtest_readl(&self->dst, BAR_ADDR + VIR_REG_IOVA));
+	EXPECT_EQ(0x77, qtest_readl(&self->dst, BAR_ADDR + VIR_REG_VALUE));
+	EXPECT_EQ(0, vir_command(&self->dst, IOVA + after * PAGE, 1, 0x99, VIR_CMD_DMA_WRITE));
+	EXPECT_TRUE(page_is(&self->dst, gpa_of(after), 0x99));
+	ASSERT_EQ(0, qmp(&self->dst, "{\"execute\": \"system_wakeup\"}"));
+	ASSERT_EQ(0, qemu_quit(&self->dst));
+	qemu_print_output(&self->dst, stderr, "# qemu: ");
+	EXPECT_EQ(0, vfio_trace_wait(&self->dst_trace));
+	states.s[0] = 0;
+	states.n = 0;
+	ASSERT_LT(0, qemu_trace(&self->dst, "vfio_migration_set_device_state", trace_append,
+				&states));
+	RECORD("cpr_dst_device_states", "%s", states.s);
 }
 
 TEST_HARNESS_MAIN

@@ -389,7 +389,7 @@ struct vfio_call {
 	unsigned int flags;
 	long ret;
 	bool has_bitmap;
-	char bits[1024];
+	char bits[512];
 };
 
 static inline unsigned long long vfio_call_field(const char *line, const char *key)
