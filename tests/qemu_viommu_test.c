@@ -58,8 +58,27 @@ FIXTURE(viommu) {
 	char dev[256];
 };
 
+/*
+ * Waits (10 s at most) until no container is served by either backend: a test that failed an
+ * ASSERT skipped its teardown, and its QEMU, killed when its test process exited (qemu.h), may
+ * still be releasing its container.
+ */
+static void wait_no_containers(void)
+{
+	int i;
+
+	for (i = 0; i < 1000; i++) {
+		struct backend_refs r = backend_refs();
+
+		if (r.type1 <= 0 && r.rust <= 0)
+			return;
+		qemu_sleep_ms(10);
+	}
+}
+
 FIXTURE_SETUP(viommu)
 {
+	wait_no_containers();
 	memset(&self->vm, 0, sizeof(self->vm));
 	memset(&self->dst, 0, sizeof(self->dst));
 	self->vm.qtest.fd = self->vm.qmp.fd = self->dst.qtest.fd = self->dst.qmp.fd = -1;
