@@ -22,6 +22,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -433,7 +434,13 @@ static inline int qemu_start(struct qemu *q, const char *name, const char *const
 	if (!q->pid) {
 		int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 
-		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0 || chroot(root) || chdir("/"))
+		/*
+		 * QEMU dies with the test process: a test whose ASSERT fails skips its teardown
+		 * (kselftest_harness.h's fork result does not survive the longjmp at -O2), and a
+		 * QEMU left running would hold its container, pins and module reference.
+		 */
+		if (fd < 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) || dup2(fd, 1) < 0 || dup2(fd, 2) < 0 ||
+		    chroot(root) || chdir("/"))
 			_exit(126);
 		execv(QEMU_BIN, (char *const *)argv);
 		_exit(127);
