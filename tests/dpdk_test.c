@@ -145,6 +145,7 @@ struct testpmd {
 	size_t len, cap, scanned;
 	int prompts, cmds;
 	bool eof;
+	int logfd;		/* everything it printed, as it comes */
 	char outlog[128];
 };
 
@@ -178,6 +179,8 @@ static int tp_read_until(struct testpmd *t, bool (*done)(struct testpmd *t), lon
 			t->eof = true;
 			continue;
 		}
+		if (write(t->logfd, t->buf + t->len, n) != n)
+			return EIO;
 		t->len += n;
 		t->buf[t->len] = 0;
 		while ((hit = memmem(t->buf + t->scanned, t->len - t->scanned, PROMPT, strlen(PROMPT)))) {
@@ -198,16 +201,25 @@ static bool tp_never(struct testpmd *t)
 	return false;
 }
 
-/* Writes what testpmd printed to its log file (for a failure's log). */
-static void tp_save(struct testpmd *t)
+/* The contents of a file, NUL-terminated (to free), or NULL. */
+static char *file_text(const char *path)
 {
-	int fd = open(t->outlog, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	char *text = NULL;
+	FILE *f = fopen(path, "r");
+	long len;
 
-	if (fd >= 0) {
-		if (write(fd, t->buf, t->len) != (ssize_t)t->len)
-			fprintf(stderr, "%s: short write\n", t->outlog);
-		close(fd);
+	if (!f)
+		return NULL;
+	if (!fseek(f, 0, SEEK_END) && (len = ftell(f)) >= 0) {
+		rewind(f);
+		text = calloc(1, len + 1);
+		if (text && fread(text, 1, len, f) != (size_t)len) {
+			free(text);
+			text = NULL;
+		}
 	}
+	fclose(f);
+	return text;
 }
 
 /* TH_LOG-style lines of @text (to stderr, "# " before each) that contain @pattern (all if NULL). */
@@ -224,42 +236,23 @@ static void log_lines(const char *text, const char *pattern)
 	}
 }
 
-/* With DPDK_TEST_VERBOSE=1 (VIR_GUEST_ENV on the host), the whole testpmd session and trace. */
-static void log_verbose(struct testpmd *t)
+/* The last @lines lines (all if 0) of the file @path, after @title. */
+static void log_file(const char *title, const char *path, int lines)
 {
-	char *trace;
-	FILE *f;
-	long len;
+	char *text = file_text(path);
+	size_t i;
 
-	if (!getenv("DPDK_TEST_VERBOSE"))
+	if (!text)
 		return;
-	fprintf(stderr, "# testpmd's output:\n");
-	log_lines(t->buf, NULL);
-	f = fopen(t->trace.log, "r");
-	if (!f)
-		return;
-	fseek(f, 0, SEEK_END);
-	len = ftell(f);
-	rewind(f);
-	trace = calloc(1, len + 1);
-	if (trace && fread(trace, 1, len, f) == (size_t)len) {
-		fprintf(stderr, "# the container and group ioctls:\n");
-		log_lines(trace, NULL);
-	}
-	free(trace);
-	fclose(f);
-}
-
-/* Shows the last lines testpmd printed on stderr. */
-static void tp_show(struct testpmd *t, int lines)
-{
-	size_t i = t->len;
-
-	while (i > 0 && lines > 0)
-		if (t->buf[--i] == '\n')
-			lines--;
-	fprintf(stderr, "# testpmd's last lines (all in %s):\n", t->outlog);
-	log_lines(t->buf + i, NULL);
+	i = lines ? strlen(text) : 0;
+	if (i && text[i - 1] == '\n')
+		i--;
+	while (lines && i > 0)
+		if (text[--i] == '\n' && !--lines)
+			i++;
+	fprintf(stderr, "# %s (%s):\n", title, path);
+	log_lines(text + i, NULL);
+	free(text);
 }
 
 /*
@@ -564,8 +557,6 @@ FIXTURE_SETUP(dpdk)
 	ASSERT_NE(NULL, self->calls);
 	ASSERT_NE(NULL, getenv("VFIO_TEST_HOSTROOT"));
 	ASSERT_EQ(2, bind_nics(self->nics, 2));
-	/* testpmd, orphaned if its tracer is killed, is reaped here. */
-	ASSERT_EQ(0, prctl(PR_SET_CHILD_SUBREAPER, 1));
 	self->before = backend_refs();
 	self->pins0 = pins_outstanding();
 	snprintf(self->marker, sizeof(self->marker), "dpdk_test: %s %s start", variant->iova,
@@ -573,23 +564,26 @@ FIXTURE_SETUP(dpdk)
 	kmsg(self->marker);
 }
 
-FIXTURE_TEARDOWN(dpdk)
+/*
+ * In the parent of the test's process, once that has ended, whether by a failed ASSERT or not:
+ * testpmd and its tracer are gone for sure before the checks (the tracer dies with the test's
+ * process, testpmd with the tracer, but not at once), and the checks run even when the test's
+ * process was ended by its own abort. Only what the test wrote into self is known here.
+ */
+FIXTURE_TEARDOWN_PARENT(dpdk)
 {
 	struct backend_refs now;
 
 	vfio_strace_kill(&self->tp.trace);
-	if (self->tp.buf) {
-		tp_save(&self->tp);
+	if (self->tp.outlog[0]) {
 		if (!__test_passed(_metadata))
-			tp_show(&self->tp, 40);
-		log_verbose(&self->tp);
+			log_file("testpmd's last lines", self->tp.outlog, 40);
+		if (getenv("DPDK_TEST_VERBOSE")) {
+			/* VIR_GUEST_ENV="DPDK_TEST_VERBOSE=1" make check */
+			log_file("testpmd's output", self->tp.outlog, 0);
+			log_file("the container and group ioctls", self->tp.trace.log, 0);
+		}
 	}
-	if (self->tp.in >= 0)
-		close(self->tp.in);
-	if (self->tp.out >= 0)
-		close(self->tp.out);
-	free(self->tp.buf);
-	free(self->calls);
 	/* testpmd gone: its container released everything, and the module reference. */
 	EXPECT_EQ(self->pins0, pins_outstanding());
 	now = backend_refs();
@@ -698,6 +692,8 @@ TEST_F_TIMEOUT(dpdk, testpmd, 900)
 	snprintf(log, sizeof(log), "%s/tmp/dpdk-%s-%s.strace", root, variant->iova, backend);
 	snprintf(self->tp.outlog, sizeof(self->tp.outlog), "/tmp/dpdk-%s-%s.out", variant->iova,
 		 backend);
+	self->tp.logfd = open(self->tp.outlog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	ASSERT_LE(0, self->tp.logfd);
 	TH_LOG("NICs %s (group %d) and %s (group %d)", a0, self->nics[0].group, a1,
 	       self->nics[1].group);
 
@@ -715,7 +711,6 @@ TEST_F_TIMEOUT(dpdk, testpmd, 900)
 	/* 1. Start: EAL, the container, the ports, the mbuf pool. */
 	ASSERT_EQ(0, tp_read_until(&self->tp, tp_at_prompt, START_TIMEOUT_MS))
 		TH_LOG("no testpmd prompt");
-	tp_save(&self->tp);
 	TH_LOG("testpmd at its prompt after %ld s", (now_ms() - t0) / 1000);
 	/* DPDK's own log: the IOVA mode asked for, the type1 IOMMU, the virtio ports. */
 	EXPECT_NE(NULL, strstr(self->tp.buf, variant->mode));
@@ -800,7 +795,6 @@ TEST_F_TIMEOUT(dpdk, testpmd, 900)
 	n = (int)write(self->tp.in, "quit\n", 5);
 	ASSERT_EQ(5, n);
 	tp_read_until(&self->tp, tp_never, CMD_TIMEOUT_MS);	/* until testpmd closes its output */
-	tp_save(&self->tp);
 	status = vfio_strace_wait(&self->tp.trace, CMD_TIMEOUT_MS);
 	EXPECT_EQ(0, status);
 	EXPECT_NE(NULL, strstr(self->tp.buf, "Bye..."));

@@ -357,7 +357,8 @@ static inline int vfio_strace_wait(struct vfio_strace *t, long timeout_ms)
 		pid_t r = waitpid(t->tracer, &status, WNOHANG);
 
 		if (r == t->tracer) {
-			t->tracer = 0;
+			/* The tracer ends once every thread of the program is reaped. */
+			t->tracer = t->pid = 0;
 			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 		}
 		usleep(20000);
@@ -365,10 +366,31 @@ static inline int vfio_strace_wait(struct vfio_strace *t, long timeout_ms)
 	return -1;
 }
 
+/* Whether process @pid has exited (gone, or a zombie: its files are closed). */
+static inline bool vfio_strace_gone(pid_t pid)
+{
+	char path[64], stat[256], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return true;
+	n = read(fd, stat, sizeof(stat) - 1);
+	close(fd);
+	if (n <= 0)
+		return true;
+	stat[n] = 0;
+	p = strrchr(stat, ')');
+	return !p || p[2] == 'Z' || p[2] == 'X';
+}
+
 /*
- * Teardown: kills the tracer if it still runs, and with it the program, and waits until the
- * program is gone (its files closed). The caller must be a child subreaper
- * (PR_SET_CHILD_SUBREAPER) for the program, orphaned by the tracer, to be reaped here.
+ * Teardown: kills the tracer if it still runs and the program, and waits (up to 10 s) until the
+ * program has exited, so that its VFIO files are released. Works from any process that knows the
+ * pids (kselftest's FIXTURE_TEARDOWN_PARENT runs in the parent of the test's process): the tracer
+ * is reaped only by its parent, the program by whoever adopts it.
  */
 static inline void vfio_strace_kill(struct vfio_strace *t)
 {
@@ -377,14 +399,13 @@ static inline void vfio_strace_kill(struct vfio_strace *t)
 	if (t->tracer > 0) {
 		kill(t->tracer, SIGKILL);
 		waitpid(t->tracer, NULL, 0);
-		t->tracer = 0;
-		if (t->pid > 0) {
-			kill(t->pid, SIGKILL);
-			for (i = 0; i < 1000 && waitpid(t->pid, NULL, WNOHANG) == 0; i++)
-				usleep(10000);
-		}
 	}
-	t->pid = 0;
+	if (t->pid > 0) {
+		kill(t->pid, SIGKILL);
+		for (i = 0; i < 1000 && !vfio_strace_gone(t->pid); i++)
+			usleep(10000);
+	}
+	t->tracer = t->pid = 0;
 }
 
 #endif /* VIR_VFIO_STRACE_H */
