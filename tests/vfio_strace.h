@@ -319,22 +319,23 @@ struct vfio_strace {
 static inline int vfio_strace_start(struct vfio_strace *t, const char *root, char *const argv[],
 				    int in, int out, const char *log)
 {
+	pid_t tracer;
 	int p[2];
 
 	t->tracer = t->pid = 0;
 	snprintf(t->log, sizeof(t->log), "%s", log);
 	if (pipe2(p, O_CLOEXEC))
 		return errno;
-	t->tracer = fork();
-	if (t->tracer < 0) {
-		t->tracer = 0;
+	/* The child writes nothing into @t, which may be memory shared with it (MAP_SHARED). */
+	tracer = fork();
+	if (tracer < 0)
 		return errno;
-	}
-	if (!t->tracer) {
+	if (!tracer) {
 		close(p[0]);
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		_exit(vfio_strace_main(root, argv, in, out, log, p[1]));
 	}
+	t->tracer = tracer;
 	close(p[1]);
 	if (read(p[0], &t->pid, sizeof(t->pid)) != sizeof(t->pid)) {
 		close(p[0]);
