@@ -2,9 +2,11 @@
 # SPDX-License-Identifier: GPL-2.0
 # Boot the test guest under QEMU: q35 with a virtual Intel IOMMU (interrupt remapping, caching mode,
 # 48-bit addresses) and two edu devices, and the host's root filesystem read-only over virtio-9p (the
-# tests run the host's own QEMU inside the guest from it, by chroot). The kernel console goes to out/guest/<mode>/console.log,
-# the tests' TAP to tap.log beside it, QEMU's own messages to qemu.log. TCG by default; VIR_KVM=1
-# uses KVM.
+# tests run the host's own QEMU and DPDK inside the guest from it, by chroot). The suite's guests
+# (check, debug) also have two modern virtio-net NICs behind the IOMMU on one QEMU hub, so that what
+# one sends the other receives and nothing leaves the guest (tests/dpdk_test.c). The kernel console
+# goes to out/guest/<mode>/console.log, the tests' TAP to tap.log beside it, QEMU's own messages to
+# qemu.log. TCG by default; VIR_KVM=1 uses KVM.
 # Usage: run-guest.sh KDIR MODE [TIMEOUT_SECONDS]
 #   MODE: check (the suite), demo (make demo), isolation (the IOMMU without interrupt remapping),
 #         bench (make bench), debug (make check-debug, on the debug kernel), fuzz (make fuzz)
@@ -38,11 +40,24 @@ printf '%s, -cpu %s\n' "$(qemu-system-x86_64 --version | head -n1)" "$cpu" >"$ou
 
 accel=tcg
 [ "${VIR_KVM:-0}" = 1 ] && accel=kvm
+# The NICs for DPDK, found by their id (1af4:1041). With a -netdev, QEMU adds no default NIC (an
+# e1000e at 00:02.0 that the guest has no driver for), so in these boots the edu devices are at
+# 00:02.0 and 00:03.0; the tests find every device by its id.
+nics=()
+case $mode in
+check | debug)
+	for i in 0 1; do
+		nics+=(-netdev "hubport,id=vnet$i,hubid=0"
+			-device "virtio-net-pci,netdev=vnet$i,mac=52:54:00:00:00:1$i,disable-legacy=on,iommu_platform=on,ats=on")
+	done
+	;;
+esac
 cmd=(qemu-system-x86_64
 	-M q35,kernel-irqchip=split -accel "$accel" -cpu "$cpu" -smp 2 -m "$mem"
 	-device intel-iommu,intremap=$intremap,caching-mode=on,aw-bits=48
 	-device edu -device edu
 	-virtfs local,path=/,mount_tag=host,security_model=none,readonly=on
+	"${nics[@]}"
 	-display none -monitor none -no-reboot
 	-serial "file:$console" -serial "file:$tap"
 	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$VIR_ROOT/out/guest/initramfs.cpio.gz"

@@ -2,6 +2,9 @@
 # SPDX-License-Identifier: GPL-2.0
 # Install what the project needs on a Debian 12 machine: idempotent, quiet when already done.
 #   Debian packages (as root), rustup's rust-src component, bindgen-cli 0.69.5 from crates.io.
+#   DPDK 22.11 (bookworm): the tests run its unmodified dpdk-testpmd (package dpdk-dev) inside the
+#   guest with the virtio-net PMD (librte-net-virtio23, a plugin Debian does not pull in by itself)
+#   over the backend (tests/dpdk_test.c, Documentation/dpdk.rst).
 #   QEMU comes from bookworm-backports (10.0): the tests run it inside the guest as a VFIO user, and
 #   VFIO migration v2 (the only one 6.12 has) needs QEMU >= 8.0; bookworm's own is 7.2.
 # Usage: setup.sh [bench|debug|dkms]   (bench: also what `make bench` needs for its plot; debug: clang
@@ -12,6 +15,7 @@ DEB_PACKAGES=(
 	linux-source-6.12 busybox-static cpio kmod
 	clang libclang-dev llvm lld flex bison bc libelf-dev libssl-dev
 	gcc make xz-utils zstd pahole python3 rsync
+	dpdk dpdk-dev librte-net-virtio23 librte-net-null23 librte-mempool-ring23
 )
 [ "${1:-}" = bench ] && DEB_PACKAGES+=(python3-matplotlib)
 [ "${1:-}" = debug ] && DEB_PACKAGES+=(clang-19 lld-19 llvm-19)
