@@ -12,14 +12,14 @@ use crate::{
     domain::{Domain, DomainSet},
     group::{GroupRef, GroupType, IommuGroup},
     iova::IovaRange,
-    params,
+    params, trace,
 };
 use kernel::{prelude::*, rbtree::RBTreeNodeReservation};
 
 impl ContainerInner {
     /// Unmaps and unpins every mapping (the last domain is going); removes them too if `remove`
-    /// (no emulated group is left to use them, or the container is released).
-    pub(crate) fn unmap_unpin_all(&mut self, remove: bool) {
+    /// (no emulated group is left to use them, or the container `id` is released).
+    pub(crate) fn unmap_unpin_all(&mut self, id: u64, remove: bool) {
         if !remove {
             let domains = &self.domains;
             for m in self.mappings.iter_mut() {
@@ -30,8 +30,11 @@ impl ContainerInner {
         }
         while let Some(k) = self.mappings.first_key() {
             if let Some(m) = self.mappings.remove(k) {
+                let (start, size) = (m.range.start, m.size());
                 self.forget_mapping(m.vaddr_invalid);
-                m.remove(self.domains.iter());
+                let gone = m.remove(self.domains.iter());
+                let unpinned = gone.iommu_locked.saturating_add(gone.vendor);
+                trace::unmap(id, start, size, false, unpinned, gone.uncharged, true);
             }
             crate::mm::cond_resched();
         }
@@ -169,7 +172,7 @@ impl Container {
                         batch = Some(PinBatch::new(u64::MAX)?);
                     }
                     match batch.as_mut() {
-                        Some(b) => m.pin_and_map(&[domain], b),
+                        Some(b) => m.pin_and_map(&[domain], b).map(|_| ()),
                         None => Err(ENOMEM),
                     }
                 }
@@ -221,7 +224,7 @@ impl Container {
             let last_domain = inner.domains.iter().nth(1).is_none();
             if last_domain {
                 let keep = inner.has_emulated();
-                inner.unmap_unpin_all(!keep);
+                inner.unmap_unpin_all(self.id, !keep);
             }
             drop(inner.domains.remove(key));
         }
@@ -239,7 +242,7 @@ impl Container {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         inner.released = true;
-        inner.unmap_unpin_all(true);
+        inner.unmap_unpin_all(self.id, true);
         inner.last_owner = None;
         loop {
             let Some(key) = inner.groups.keys().next().copied() else {

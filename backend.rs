@@ -28,7 +28,7 @@ impl IommuDriver for Container {
         // The core only opens us for a magic we answered positively.
         let version = Version::from_magic(magic).ok_or(EINVAL)?;
         let container = Container::new(version)?;
-        pr_debug!("container opened ({:?})\n", version);
+        pr_debug!("container {} opened ({:?})\n", container.id, version);
         Ok(container)
     }
 

@@ -33,6 +33,7 @@ use crate::{
     params,
     vendor::{DeviceSet, VfioDevice},
 };
+use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{
     new_mutex,
     prelude::*,
@@ -42,6 +43,9 @@ use kernel::{
         Arc, Mutex,
     },
 };
+
+/// The id of the next container (ids are never reused while the module is loaded).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The unmap semantics a container was opened with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,6 +200,9 @@ impl ContainerInner {
 pub(crate) struct Container {
     /// Unmap semantics requested at `VFIO_SET_IOMMU`.
     pub(crate) version: Version,
+    /// The container's number, unique while the module is loaded: the `container` field of its
+    /// trace events.
+    pub(crate) id: u64,
     /// Vendor devices to notify when pinned pages are unmapped.
     #[pin]
     pub(crate) devices: DeviceSet,
@@ -209,6 +216,7 @@ impl Container {
         Arc::pin_init(
             pin_init!(Self {
                 version,
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 devices <- DeviceSet::new(),
                 inner <- new_mutex!(
                     ContainerInner {

@@ -101,12 +101,14 @@ impl DeviceSet {
     }
 
     /// Tells every registered device that `size` bytes from `iova` are being unmapped, so that
-    /// its driver unpins what it pinned there. Called without the container's lock.
-    pub(crate) fn notify_dma_unmap(&self, iova: u64, size: u64) {
+    /// its driver unpins what it pinned there; `attempt` counts the notifications of the same
+    /// mapping before this one (for the `vir_notify` trace event of container `container`). Called
+    /// without the container's lock.
+    pub(crate) fn notify_dma_unmap(&self, container: u64, iova: u64, size: u64, attempt: u32) {
         let _guard = self.lock.lock();
         // SAFETY: The list is initialised and its devices are live while on it (type invariant);
         // the lock is held, so none can be unregistered meanwhile.
-        unsafe { bindings::vir_device_list_notify(self.head.get(), iova, size) };
+        unsafe { bindings::vir_device_list_notify(self.head.get(), container, iova, size, attempt) };
     }
 }
 

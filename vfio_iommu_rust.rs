@@ -15,6 +15,7 @@ mod driver;
 mod group;
 mod mm;
 mod params;
+mod trace;
 mod vendor;
 
 // The backend, safe Rust over that layer.

@@ -16,6 +16,7 @@
 #include <linux/vfio.h>
 
 #include "helpers.h"
+#include "vir_trace.h"
 
 static unsigned int dma_entry_limit __read_mostly = U16_MAX;
 module_param(dma_entry_limit, uint, 0644);
@@ -354,12 +355,18 @@ void vir_device_list_del(struct vfio_device *vdev)
 	list_del(&vdev->iommu_entry);
 }
 
-void vir_device_list_notify(struct list_head *head, u64 iova, u64 length)
+unsigned int vir_device_list_notify(struct list_head *head, u64 container, u64 iova, u64 length,
+				    unsigned int attempt)
 {
 	struct vfio_device *vdev;
+	unsigned int n = 0;
 
-	list_for_each_entry(vdev, head, iommu_entry)
+	list_for_each_entry(vdev, head, iommu_entry) {
+		trace_vir_notify(container, dev_name(vdev->dev), iova, length, attempt);
 		vdev->ops->dma_unmap(vdev, iova, length);
+		n++;
+	}
+	return n;
 }
 
 /*

@@ -78,7 +78,13 @@ bool vir_device_has_dma_unmap(struct vfio_device *vdev);
 void vir_device_list_init(struct list_head *head);
 void vir_device_list_add(struct list_head *head, struct vfio_device *vdev);
 void vir_device_list_del(struct vfio_device *vdev);
-void vir_device_list_notify(struct list_head *head, u64 iova, u64 length);
+/*
+ * Calls every device's dma_unmap for @length bytes from @iova, emitting the vir_notify trace event
+ * of container @container (its @attempt-th notification for the mapping, from 0); returns how
+ * many devices were notified.
+ */
+unsigned int vir_device_list_notify(struct list_head *head, u64 container, u64 iova, u64 length,
+				    unsigned int attempt);
 
 /* Module exit: waits for tasks still in this module's code (see helpers.c). */
 void vir_wait_for_callers(void);
