@@ -22,10 +22,12 @@ impl ContainerInner {
     pub(crate) fn unmap_unpin_all(&mut self, id: u64, remove: bool) {
         if !remove {
             let domains = &self.domains;
+            let mut unpinned = 0u64;
             for m in self.mappings.iter_mut() {
-                m.unmap_and_unpin(domains.iter());
+                unpinned = unpinned.saturating_add(m.unmap_and_unpin(domains.iter()));
                 crate::mm::cond_resched();
             }
+            self.iommu_unpinned(unpinned);
             return;
         }
         while let Some(k) = self.mappings.first_key() {
@@ -33,6 +35,7 @@ impl ContainerInner {
                 let (start, size) = (m.range.start, m.size());
                 self.forget_mapping(m.vaddr_invalid);
                 let gone = m.remove(self.domains.iter());
+                self.iommu_unpinned(gone.iommu_locked);
                 let unpinned = gone.iommu_locked.saturating_add(gone.vendor);
                 trace::unmap(id, start, size, false, unpinned, gone.uncharged, true);
             }
@@ -163,6 +166,7 @@ impl Container {
     fn replay(inner: &mut ContainerInner, domain: &Domain) -> Result {
         let mut batch = None;
         let mut result = Ok(());
+        let mut pinned = 0u64;
         let first = inner.domains.iter().next();
         for m in inner.mappings.iter_mut() {
             result = match first {
@@ -172,7 +176,7 @@ impl Container {
                         batch = Some(PinBatch::new(u64::MAX)?);
                     }
                     match batch.as_mut() {
-                        Some(b) => m.pin_and_map(&[domain], b).map(|_| ()),
+                        Some(b) => m.pin_and_map(&[domain], b).map(|n| pinned = pinned.saturating_add(n)),
                         None => Err(ENOMEM),
                     }
                 }
@@ -186,7 +190,9 @@ impl Container {
             for m in inner.mappings.iter_mut() {
                 m.unmap_and_unpin(core::iter::once(domain));
             }
+            pinned = 0;
         }
+        inner.iommu_pinned(pinned);
         result
     }
 

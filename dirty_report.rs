@@ -4,8 +4,9 @@
 //! GET_BITMAP, and the bits an unmap with dirty bitmap writes (`dirty.rs` has the model and the
 //! bitmap layout).
 //!
-//! Every bitmap written emits the `vir_dirty_report` trace event, whose bit count is read back from
-//! the user's bitmap only while the event is enabled.
+//! Every bitmap written is counted (`ContainerInner::reports`, shown in debugfs) and emits the
+//! `vir_dirty_report` trace event, whose bit count is read back from the user's bitmap only while
+//! the event is enabled.
 //!
 //! Lock order: as in `container.rs`; user bitmaps are written under the container mutex, as in
 //! type1 (a fault on them sleeps, which the mutex allows).
@@ -56,6 +57,7 @@ impl ContainerInner {
             }
             next = self.mappings.next_covered(range, cover, Some(k));
         }
+        self.reports.record(bytes);
         if readback.is_some() {
             trace::dirty_report(id, range.start, range.size().unwrap_or(u64::MAX), bits, bytes, unmap);
         }

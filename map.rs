@@ -100,6 +100,7 @@ impl Container {
         }
         let charged = m.account.pages();
         inner.mappings.insert(node, m);
+        inner.iommu_pinned(pinned);
         inner.dma_avail -= 1;
         Ok(Mapped { pinned, charged })
     }
@@ -178,6 +179,7 @@ impl Container {
                             key,
                             NOTIFY_RETRIES
                         );
+                        self.devices.refused();
                         return Err(EBUSY);
                     }
                 } else {
@@ -267,6 +269,7 @@ fn remove_covered(inner: &mut ContainerInner, id: u64, range: &IovaRange, cover:
         unmapped = unmapped.saturating_add(size);
         inner.forget_mapping(m.vaddr_invalid);
         let gone = m.remove(inner.domains.iter());
+        inner.iommu_unpinned(gone.iommu_locked);
         let unpinned = gone.iommu_locked.saturating_add(gone.vendor);
         trace::unmap(id, start, size, bitmap, unpinned, gone.uncharged, false);
         crate::mm::cond_resched();

@@ -143,6 +143,26 @@ bool vir_current_has_mm(struct mm_struct *mm)
 	return current->mm == mm;
 }
 
+int vir_current_tgid(void)
+{
+	return task_tgid_nr(current);
+}
+
+int vir_task_tgid(struct task_struct *task)
+{
+	return task_tgid_nr(task);
+}
+
+void vir_task_comm(struct task_struct *task, char *buf, size_t len)
+{
+	__get_task_comm(buf, len, task);
+}
+
+unsigned long vir_mm_locked_vm(struct mm_struct *mm)
+{
+	return READ_ONCE(mm->locked_vm);
+}
+
 bool vir_capable_ipc_lock(void)
 {
 	return capable(CAP_IPC_LOCK);

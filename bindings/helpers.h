@@ -47,6 +47,11 @@ bool vir_mm_get(struct mm_struct *mm);
 void vir_mm_put(struct mm_struct *mm);
 bool vir_current_has_mm(struct mm_struct *mm);
 bool vir_capable_ipc_lock(void);
+/* For debugfs: the calling task's and @task's thread group id, @task's name, @mm's locked_vm. */
+int vir_current_tgid(void);
+int vir_task_tgid(struct task_struct *task);
+void vir_task_comm(struct task_struct *task, char *buf, size_t len);
+unsigned long vir_mm_locked_vm(struct mm_struct *mm);
 int vir_mm_charge_locked(struct task_struct *task, struct mm_struct *mm, bool lock_cap,
 			 unsigned long npage);
 void vir_mm_uncharge_locked(struct task_struct *task, struct mm_struct *mm, bool lock_cap,

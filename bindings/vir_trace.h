@@ -8,7 +8,7 @@
  * for Rust (trace_helpers.h); trace.rs calls a wrapper only when its event is enabled. The
  * notification event is emitted from C (helpers.c), where the devices are.
  *
- * Every event has the id of its container.
+ * Every event has the container's id, the "c<id>" of its debugfs directory.
  */
 #undef TRACE_SYSTEM
 #define TRACE_SYSTEM vfio_iommu_rust
