@@ -213,7 +213,9 @@ TEST_F(observe, mappings_and_accounting)
 		EXPECT_EQ(0, find_line(text, want, line, sizeof(line))) TH_LOG("%s", text);
 		EXPECT_EQ(0, find_line(text, "total: mappings=2 pages=20 charged=20 vendor_pins=0 "
 				       "iommu_mapped=2 shown=2", line, sizeof(line))) TH_LOG("%s", text);
+		log_lines(_metadata, "mappings", text);
 		text = FILE_OF("accounting");
+		log_lines(_metadata, "accounting", text);
 		EXPECT_EQ(2, key_value(text, "mappings"));
 		EXPECT_EQ(avail - 2, key_value(text, "dma_avail"));
 		EXPECT_EQ(20, key_value(text, "charged"));
@@ -257,6 +259,7 @@ TEST_F(observe, groups)
 	if (self->backend == BACKEND_TYPE1)
 		return;
 	text = FILE_OF("groups");
+	log_lines(_metadata, "groups", text);
 	EXPECT_EQ(0, find_line(text, "version: v2", line, sizeof(line))) TH_LOG("%s", text);
 	EXPECT_EQ(1, key_value(text, "groups"));
 	snprintf(want, sizeof(want), "group %d: iommu domain=0 dirty_scope=all",
@@ -531,7 +534,9 @@ TEST_F(vendor, busy_refusal)
 	/* Behaving again, the unmap goes through. */
 	ASSERT_EQ(0, misbehave(self->dev, 0));
 	ASSERT_EQ(0, dma_unmap(self->o.container, IOVA, 8 * PAGE, 0, NULL));
-	EXPECT_EQ(12, key_value(O_FILE("vendor"), "notifications"));
+	text = O_FILE("vendor");
+	log_lines(_metadata, "vendor", text);
+	EXPECT_EQ(12, key_value(text, "notifications"));
 }
 
 /*
