@@ -2,7 +2,7 @@
 /*
  * Reading what vfio_iommu_rust shows of its containers (Documentation/observability.rst): the
  * debugfs directory of a container, its "key: value" lines, and the module's trace events in
- * tracefs. Shared by tests/observe_test.c and the demo.
+ * tracefs. Shared by the observability tests (observe_fixture.h) and the demo.
  */
 #ifndef OBSERVE_H
 #define OBSERVE_H
