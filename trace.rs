@@ -19,7 +19,7 @@
 //!
 //! Lock order: none taken; events may be emitted under any of the container's locks.
 
-use crate::bindings;
+use crate::{bindings, group::IommuGroup};
 use kernel::time::Ktime;
 
 /// Whether the tracepoint `$tp` (a `bindings::__tracepoint_vir_*`) is enabled: its static key.
@@ -137,10 +137,12 @@ pub(crate) fn unmap(container: u64, iova: u64, size: u64, bitmap: bool, unpinned
     }
 }
 
-/// `vir_pin`: `vfio_pin_pages()` of `count` pages at `iova` for a device of IOMMU group `group`.
+/// `vir_pin`: `vfio_pin_pages()` of `count` pages at `iova` for a device of IOMMU group `group`
+/// (whose number is only looked up, a call into the IOMMU core, when the event is enabled).
 #[inline(always)]
-pub(crate) fn pin(container: u64, group: i32, iova: u64, count: usize, result: &kernel::error::Result<usize>) {
+pub(crate) fn pin(container: u64, group: &IommuGroup, iova: u64, count: usize, result: &kernel::error::Result<usize>) {
     if tracepoint_enabled!(__tracepoint_vir_pin) {
+        let group = group.id();
         let result = match result {
             Ok(n) => i32::try_from(*n).unwrap_or(i32::MAX),
             Err(e) => e.to_errno(),

@@ -34,7 +34,7 @@ impl Container {
     ) -> Result<usize> {
         let count = pages.len();
         let r = self.pin_pages_inner(group, iova, prot, pages);
-        trace::pin(self.id, group.id(), iova, count, &r);
+        trace::pin(self.id, group, iova, count, &r);
         r
     }
 
