@@ -61,6 +61,11 @@ impl LockedAccount {
         Self { owner, pages: 0 }
     }
 
+    /// The pages charged.
+    pub(crate) fn pages(&self) -> u64 {
+        self.pages
+    }
+
     /// Whose memory the mapping is.
     pub(crate) fn owner(&self) -> &Arc<MmOwner> {
         &self.owner

@@ -13,35 +13,42 @@ use crate::{
     domain::{Domain, DomainSet},
     group::{GroupRef, GroupType, IommuGroup},
     iova::IovaRange,
-    params,
+    params, trace,
 };
 use kernel::{prelude::*, rbtree::RBTreeNodeReservation};
 
 impl ContainerInner {
     /// Unmaps and unpins every mapping (the last domain is going); removes them too if `remove`
-    /// (no emulated group is left to use them, or the container is released).
-    pub(crate) fn unmap_unpin_all(&mut self, remove: bool) {
+    /// (no emulated group is left to use them, or the container `id` is released).
+    pub(crate) fn unmap_unpin_all(&mut self, id: u64, remove: bool) {
         if !remove {
             let domains = &self.domains;
+            let mut unpinned = 0u64;
             for m in self.mappings.iter_mut() {
-                m.unmap_and_unpin(domains.iter());
+                unpinned = unpinned.saturating_add(m.unmap_and_unpin(domains.iter()));
                 crate::mm::cond_resched();
             }
+            self.iommu_unpinned(unpinned);
             return;
         }
         let all = IovaRange {
             start: 0,
             last: u64::MAX,
         };
-        let (mut removed, mut invalid) = (0u32, 0u32);
+        let (mut removed, mut invalid, mut iommu_locked) = (0u32, 0u32, 0u64);
         let domains = &self.domains;
         self.mappings.remove_covered(&all, Cover::StartsIn, |m| {
+            let (start, size) = (m.range.start, m.size());
             removed = removed.saturating_add(1);
             invalid = invalid.saturating_add(u32::from(m.vaddr_invalid));
-            m.remove(domains.iter());
+            let gone = m.remove(domains.iter());
+            iommu_locked = iommu_locked.saturating_add(gone.iommu_locked);
+            let unpinned = gone.iommu_locked.saturating_add(gone.vendor);
+            trace::unmap(id, start, size, false, unpinned, gone.uncharged, true);
             crate::mm::cond_resched();
         });
         self.forget_mappings(removed, invalid);
+        self.iommu_unpinned(iommu_locked);
     }
 }
 
@@ -167,6 +174,7 @@ impl Container {
     fn replay(inner: &mut ContainerInner, domain: &Domain) -> Result {
         let mut batch = None;
         let mut result = Ok(());
+        let mut pinned = 0u64;
         let first = inner.domains.iter().next();
         for m in inner.mappings.iter_mut() {
             result = match first {
@@ -176,7 +184,7 @@ impl Container {
                         batch = Some(PinBatch::new(u64::MAX)?);
                     }
                     match batch.as_mut() {
-                        Some(b) => m.pin_and_map(&[domain], b),
+                        Some(b) => m.pin_and_map(&[domain], b).map(|n| pinned = pinned.saturating_add(n)),
                         None => Err(ENOMEM),
                     }
                 }
@@ -190,7 +198,9 @@ impl Container {
             for m in inner.mappings.iter_mut() {
                 m.unmap_and_unpin(core::iter::once(domain));
             }
+            pinned = 0;
         }
+        inner.iommu_pinned(pinned);
         result
     }
 
@@ -228,7 +238,7 @@ impl Container {
             let last_domain = inner.domains.iter().nth(1).is_none();
             if last_domain {
                 let keep = inner.has_emulated();
-                inner.unmap_unpin_all(!keep);
+                inner.unmap_unpin_all(self.id, !keep);
             }
             drop(inner.domains.remove(key));
         }
@@ -246,7 +256,7 @@ impl Container {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         inner.released = true;
-        inner.unmap_unpin_all(true);
+        inner.unmap_unpin_all(self.id, true);
         inner.last_owner = None;
         loop {
             let Some(key) = inner.groups.keys().next().copied() else {

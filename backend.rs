@@ -28,11 +28,14 @@ impl IommuDriver for Container {
         // The core only opens us for a magic we answered positively.
         let version = Version::from_magic(magic).ok_or(EINVAL)?;
         let container = Container::new(version)?;
-        pr_debug!("container opened ({:?})\n", version);
+        Container::publish(&container);
+        pr_debug!("container {} opened ({:?})\n", container.id, version);
         Ok(container)
     }
 
     fn release(container: Arc<Self>) {
+        // First, with no lock held: removing the debugfs directory waits for its readers.
+        container.unpublish();
         container.release();
         pr_debug!("container released\n");
     }

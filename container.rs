@@ -6,7 +6,8 @@
 //! The operations on a container live beside this file, one concern each, as `impl Container`
 //! blocks: `attach.rs` (groups and domains: attach, detach, replay, release), `map.rs` (DMA map,
 //! unmap, vaddr updates), `dirty_report.rs` (dirty tracking and bitmaps), `vendor_pins.rs`
-//! (`vfio_pin_pages`, `vfio_unpin_pages`, `vfio_dma_rw`). This file has the state they share.
+//! (`vfio_pin_pages`, `vfio_unpin_pages`, `vfio_dma_rw`), `inspect.rs` (its debugfs files). This
+//! file has the state they share.
 //!
 //! A container is created by `VFIO_SET_IOMMU` (`open`), gains and loses groups through the VFIO
 //! core's attach/detach calls, serves the container ioctls decoded in `ioctl.rs` and is torn down
@@ -19,13 +20,18 @@
 //! 3. a mapping owner's `mmap_lock` (read to pin, write to charge locked memory; in `mm.rs`);
 //! 4. IOMMU driver and group locks (inside the IOMMU API).
 //!
+//! `Container::debugfs` is taken alone, and the directory it holds is removed (which waits for
+//! readers, who take 2) with no lock held.
+//!
 //! Counters and their invariants (checked where they change):
 //! - `dma_avail + mappings.len() == dma_entry_limit` at open (never below 0: `ENOSPC`);
 //! - `vaddr_invalid_count` == mappings with `vaddr_invalid`;
 //! - `non_pinned_groups` == attached groups without `pinned_scope`;
-//! - each mapping's locked-memory charge: `account.rs`.
+//! - each mapping's locked-memory charge: `account.rs`; summed over the mappings it equals
+//!   `iommu_locked` plus the vendor pins with their own charge (checked by debugfs' `accounting`).
 
 use crate::{
+    debugfs,
     dma_tree::DmaTree,
     domain::DomainSet,
     group::{GroupRef, GroupType},
@@ -33,6 +39,7 @@ use crate::{
     params,
     vendor::{DeviceSet, VfioDevice},
 };
+use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{
     new_mutex,
     prelude::*,
@@ -42,6 +49,9 @@ use kernel::{
         Arc, Mutex,
     },
 };
+
+/// The id of the next container (ids are never reused while the module is loaded).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The unmap semantics a container was opened with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +125,23 @@ pub(crate) struct Info {
     pub(crate) iova_ranges: KVec<IovaRange>,
 }
 
+/// The dirty bitmaps a container has written (`dirty_report.rs` counts them; debugfs shows them).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct DirtyReports {
+    /// Bitmaps written, by `GET_BITMAP` or an unmap with a bitmap.
+    pub(crate) made: u64,
+    /// Bytes copied into those bitmaps (a 64-bit word two mappings share is copied twice).
+    pub(crate) bytes: u64,
+}
+
+impl DirtyReports {
+    /// One more bitmap written, of `bytes` bytes.
+    pub(crate) fn record(&mut self, bytes: u64) {
+        self.made = self.made.saturating_add(1);
+        self.bytes = self.bytes.saturating_add(bytes);
+    }
+}
+
 /// The part of a container protected by its mutex.
 pub(crate) struct ContainerInner {
     /// Set by `release`: in-flight ioctls that still hold a reference fail with `EINVAL`.
@@ -137,6 +164,15 @@ pub(crate) struct ContainerInner {
     pub(crate) non_pinned_groups: u32,
     /// The owner of the last mapping made, shared with the next one if the same task makes it.
     pub(crate) last_owner: Option<Arc<crate::mm::MmOwner>>,
+    /// IOMMU pins of all mappings that count as locked memory: what [`DmaMapping::pin_and_map`]
+    /// returned, less what [`DmaMapping::unmap_and_unpin`] did (the first term of the invariant
+    /// of `account.rs`, for the whole container).
+    ///
+    /// [`DmaMapping::pin_and_map`]: crate::dma::DmaMapping::pin_and_map
+    /// [`DmaMapping::unmap_and_unpin`]: crate::dma::DmaMapping::unmap_and_unpin
+    pub(crate) iommu_locked: u64,
+    /// Dirty bitmaps written.
+    pub(crate) reports: DirtyReports,
 }
 
 impl ContainerInner {
@@ -170,6 +206,16 @@ impl ContainerInner {
         IovaList::compute(apertures, reserved)
     }
 
+    /// `pages` more IOMMU pins counting as locked memory (`iommu_locked`).
+    pub(crate) fn iommu_pinned(&mut self, pages: u64) {
+        self.iommu_locked = self.iommu_locked.saturating_add(pages);
+    }
+
+    /// `pages` IOMMU pins counting as locked memory released (`iommu_locked`).
+    pub(crate) fn iommu_unpinned(&mut self, pages: u64) {
+        self.iommu_locked = self.iommu_locked.saturating_sub(pages);
+    }
+
     /// `removed` mappings are gone, `invalid` of them with an invalid vaddr: `dma_avail` and
     /// `vaddr_invalid_count` follow.
     pub(crate) fn forget_mappings(&mut self, removed: u32, invalid: u32) {
@@ -195,6 +241,15 @@ impl ContainerInner {
 pub(crate) struct Container {
     /// Unmap semantics requested at `VFIO_SET_IOMMU`.
     pub(crate) version: Version,
+    /// The container's number, unique while the module is loaded: the `c<id>` of its debugfs
+    /// directory and the `container` field of its trace events.
+    pub(crate) id: u64,
+    /// The thread group that opened the container (`VFIO_SET_IOMMU`): the `pid<tgid>` of its
+    /// debugfs directory.
+    pub(crate) opener: i32,
+    /// Its debugfs directory, from [`Container::publish`] to [`Container::unpublish`].
+    #[pin]
+    pub(crate) debugfs: Mutex<Option<debugfs::Dir<Container>>>,
     /// Vendor devices to notify when pinned pages are unmapped.
     #[pin]
     pub(crate) devices: DeviceSet,
@@ -203,11 +258,14 @@ pub(crate) struct Container {
 }
 
 impl Container {
-    /// Creates the state of a container opened with `version`.
+    /// Creates the state of a container opened with `version` by the calling task.
     pub(crate) fn new(version: Version) -> Result<Arc<Self>> {
         Arc::pin_init(
             pin_init!(Self {
                 version,
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                opener: crate::mm::current_tgid(),
+                debugfs <- new_mutex!(None, "Container::debugfs"),
                 devices <- DeviceSet::new(),
                 inner <- new_mutex!(
                     ContainerInner {
@@ -221,6 +279,8 @@ impl Container {
                         dirty_tracking: false,
                         non_pinned_groups: 0,
                         last_owner: None,
+                        iommu_locked: 0,
+                        reports: DirtyReports::default(),
                     },
                     "Container::inner"
                 ),

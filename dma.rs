@@ -61,6 +61,16 @@ pub(crate) struct DmaMapping {
     pub(crate) vaddr_invalid: bool,
 }
 
+/// What [`DmaMapping::remove`] released.
+pub(crate) struct Removed {
+    /// IOMMU pins released that counted as locked memory (see [`DmaMapping::unmap_and_unpin`]).
+    pub(crate) iommu_locked: u64,
+    /// Vendor pins a driver had left behind, released.
+    pub(crate) vendor: u64,
+    /// Pages of locked memory returned to the owner.
+    pub(crate) uncharged: u64,
+}
+
 /// What a failed or finished [`DmaMapping::pin_and_map`] did so far.
 #[derive(Default)]
 struct Pinned {
@@ -113,7 +123,7 @@ impl DmaMapping {
     }
 
     /// Vendor pins in state `charge`.
-    fn vendor_pins_in(&self, charge: PinCharge) -> u64 {
+    pub(crate) fn vendor_pins_in(&self, charge: PinCharge) -> u64 {
         self.vendor_pins.values().filter(|p| p.charge == charge).count() as u64
     }
 
@@ -121,7 +131,10 @@ impl DmaMapping {
     /// first domain of a container that had none). On failure nothing of it stays pinned, mapped
     /// or charged, and `ENOMEM` comes as soon as a batch does not fit `RLIMIT_MEMLOCK`: pages
     /// that are not locked memory (a device BAR) are never charged, so a BAR maps at the limit.
-    pub(crate) fn pin_and_map(&mut self, domains: &[&Domain], batch: &mut PinBatch) -> Result {
+    ///
+    /// Returns how many of the pages pinned count as locked memory (the `iommu_locked` of the
+    /// invariant in [`crate::account`]), which [`Self::unmap_and_unpin`] gives back.
+    pub(crate) fn pin_and_map(&mut self, domains: &[&Domain], batch: &mut PinBatch) -> Result<u64> {
         let mut p = Pinned::default();
         if let Err(e) = self.pin_and_map_runs(domains, batch, &mut p) {
             unmap_unpin_range(self.range.start, p.mapped, self.prot.write, domains.iter().copied());
@@ -144,7 +157,7 @@ impl DmaMapping {
         }
         let expected = p.locked.saturating_add(self.vendor_pins_in(PinCharge::Own));
         self.account.check(expected, "map");
-        Ok(())
+        Ok(p.locked)
     }
 
     /// The loop of [`Self::pin_and_map`]: on return, the first `p.mapped` bytes are mapped into
@@ -234,13 +247,14 @@ impl DmaMapping {
     }
 
     /// Unmaps the mapping from `domains` (all domains of the container, which all map it) and
-    /// releases its IOMMU pins and their charge. Cannot fail and does not allocate.
+    /// releases its IOMMU pins and their charge. Cannot fail and does not allocate. Returns how
+    /// many of the pages unpinned count as locked memory (0 if the mapping was not mapped).
     ///
     /// Pages still pinned by vendor drivers stay pinned and charged: a vendor pin that shared the
     /// charge of an IOMMU pin takes it over.
-    pub(crate) fn unmap_and_unpin<'a>(&mut self, domains: impl Iterator<Item = &'a Domain>) {
+    pub(crate) fn unmap_and_unpin<'a>(&mut self, domains: impl Iterator<Item = &'a Domain>) -> u64 {
         if !self.iommu_mapped {
-            return;
+            return 0;
         }
         let unpinned = unmap_unpin_range(self.range.start, self.size(), self.prot.write, domains);
         self.iommu_mapped = false;
@@ -257,11 +271,13 @@ impl DmaMapping {
         self.account.uncharge(unpinned.saturating_sub(taken_over));
         let expected = self.vendor_pins_in(PinCharge::Own);
         self.account.check(expected, "unmap");
+        unpinned
     }
 
     /// Takes the mapping down for good: vendor pins left behind by a driver that did not unpin
     /// are released (with a warning), the IOMMU mappings and pins go, and the charge with them.
-    pub(crate) fn remove<'a>(mut self, domains: impl Iterator<Item = &'a Domain>) {
+    pub(crate) fn remove<'a>(mut self, domains: impl Iterator<Item = &'a Domain>) -> Removed {
+        let uncharged = self.account.pages();
         let mut left = 0u64;
         loop {
             let Some(&iova) = self.vendor_pins.keys().next() else {
@@ -283,8 +299,13 @@ impl DmaMapping {
                 self.range.start
             );
         }
-        self.unmap_and_unpin(domains);
+        let iommu_locked = self.unmap_and_unpin(domains);
         self.account.check(0, "remove");
+        Removed {
+            iommu_locked,
+            vendor: left,
+            uncharged,
+        }
     }
 
     /// Pins the page at `iova` (page aligned, inside the mapping) for a vendor driver; a page

@@ -16,15 +16,38 @@ use crate::{
     dma_tree::{Cover, DmaTree},
     iova::IovaRange,
     mm::MmOwner,
+    trace,
 };
 use kernel::{prelude::*, sync::Arc};
 
 /// How often an unmap notifies vendor drivers about the same mapping before giving up.
 pub(crate) const NOTIFY_RETRIES: u32 = 10;
 
+/// What a successful map did: IOMMU pins that count as locked memory, and pages the mapping
+/// charged (for the `vir_map` trace event).
+#[derive(Default)]
+struct Mapped {
+    pinned: u64,
+    charged: u64,
+}
+
 impl Container {
-    /// Serves `VFIO_IOMMU_MAP_DMA`.
+    /// Serves `VFIO_IOMMU_MAP_DMA`; emits `vir_map` (except for new vaddrs).
     pub(crate) fn map(&self, req: &MapRequest) -> Result {
+        if req.prot.is_none() {
+            return self.map_inner(req).map(|_| ());
+        }
+        let start = trace::start_if(trace::map_enabled());
+        let r = self.map_inner(req);
+        let done = r.as_ref().ok();
+        let (pinned, charged) = done.map_or((0, 0), |d| (d.pinned, d.charged));
+        let r = r.map(|_| ());
+        trace::map(self.id, req.iova, req.size, pinned, charged, start, &r);
+        r
+    }
+
+    /// [`Self::map`].
+    fn map_inner(&self, req: &MapRequest) -> Result<Mapped> {
         let node = DmaTree::reserve()?;
         let mut inner = self.lock_live()?;
         let pgsize = inner.min_pgsize();
@@ -46,7 +69,7 @@ impl Container {
             m.vaddr = req.vaddr;
             m.vaddr_invalid = false;
             inner.vaddr_invalid_count = inner.vaddr_invalid_count.saturating_sub(1);
-            return Ok(());
+            return Ok(Mapped::default());
         };
         if overlap.is_some() {
             return Err(EEXIST);
@@ -69,14 +92,17 @@ impl Container {
             }
         };
         let mut m = DmaMapping::new(range, req.vaddr, prot, owner);
+        let mut pinned = 0;
         if !inner.domains.is_empty() {
             let domains = inner.domains.refs()?;
             let mut batch = PinBatch::new(req.size)?;
-            m.pin_and_map(&domains, &mut batch)?;
+            pinned = m.pin_and_map(&domains, &mut batch)?;
         }
+        let charged = m.account.pages();
         inner.mappings.insert(node, m);
+        inner.iommu_pinned(pinned);
         inner.dma_avail -= 1;
-        Ok(())
+        Ok(Mapped { pinned, charged })
     }
 
     /// Serves `VFIO_IOMMU_UNMAP_DMA`; returns the bytes unmapped (or whose vaddr was
@@ -153,6 +179,7 @@ impl Container {
                             key,
                             NOTIFY_RETRIES
                         );
+                        self.devices.refused();
                         return Err(EBUSY);
                     }
                 } else {
@@ -160,17 +187,17 @@ impl Container {
                     retries = 0;
                 }
                 drop(guard);
-                self.devices.notify_dma_unmap(key, size);
+                self.devices.notify_dma_unmap(self.id, key, size, retries);
                 continue;
             }
 
             if let Some(b) = bitmap {
-                inner.write_dirty_bits(&range, cover, req.iova, b)?;
+                inner.write_dirty_bits(self.id, &range, cover, req.iova, b, true)?;
             }
             if let Some(commit) = commit.take() {
                 commit()?;
             }
-            return Ok(remove_covered(inner, &range, cover));
+            return Ok(remove_covered(inner, self.id, &range, cover, bitmap.is_some()));
         }
     }
 
@@ -211,18 +238,24 @@ fn first_vendor_pinned(mappings: &mut DmaTree, range: &IovaRange, cover: Cover) 
     })
 }
 
-/// Removes the mappings an unmap of `range` covers; returns their total size.
-fn remove_covered(inner: &mut ContainerInner, range: &IovaRange, cover: Cover) -> u64 {
+/// Removes the mappings an unmap of `range` covers (with a dirty bitmap if `bitmap`) from
+/// container `id`; returns their total size.
+fn remove_covered(inner: &mut ContainerInner, id: u64, range: &IovaRange, cover: Cover, bitmap: bool) -> u64 {
     let mut unmapped = 0u64;
-    let (mut removed, mut invalid) = (0u32, 0u32);
+    let (mut removed, mut invalid, mut iommu_locked) = (0u32, 0u32, 0u64);
     let domains = &inner.domains;
     inner.mappings.remove_covered(range, cover, |m| {
-        unmapped = unmapped.saturating_add(m.size());
+        let (start, size) = (m.range.start, m.size());
+        unmapped = unmapped.saturating_add(size);
         removed = removed.saturating_add(1);
         invalid = invalid.saturating_add(u32::from(m.vaddr_invalid));
-        m.remove(domains.iter());
+        let gone = m.remove(domains.iter());
+        iommu_locked = iommu_locked.saturating_add(gone.iommu_locked);
+        let unpinned = gone.iommu_locked.saturating_add(gone.vendor);
+        trace::unmap(id, start, size, bitmap, unpinned, gone.uncharged, false);
         crate::mm::cond_resched();
     });
     inner.forget_mappings(removed, invalid);
+    inner.iommu_unpinned(iommu_locked);
     unmapped
 }

@@ -8,7 +8,7 @@
 //! `mmap_lock` (read to pin, write to account), as type1 does under `iommu->lock`.
 
 use crate::bindings;
-use core::ptr::NonNull;
+use core::{fmt::Write, ptr::NonNull};
 use kernel::{ffi, prelude::*};
 
 /// The page size of the CPU and the unit of pinning.
@@ -70,6 +70,28 @@ impl MmOwner {
             bindings::vir_current_is(self.task.as_ptr(), self.mm.as_ptr())
                 && bindings::vir_capable_ipc_lock() == self.lock_cap
         }
+    }
+
+    /// The owner's thread group id (its pid, as `ps` shows it), for debugfs.
+    pub(crate) fn tgid(&self) -> i32 {
+        // SAFETY: `task` is valid (task reference, type invariant).
+        unsafe { bindings::vir_task_tgid(self.task.as_ptr()) }
+    }
+
+    /// The owner's command name (`comm`), for debugfs.
+    pub(crate) fn comm(&self) -> TaskComm {
+        let mut comm = TaskComm([0; TASK_COMM_LEN]);
+        // SAFETY: `task` is valid (type invariant); the helper writes at most `TASK_COMM_LEN` bytes,
+        // NUL-terminated, into the buffer.
+        unsafe { bindings::vir_task_comm(self.task.as_ptr(), comm.0.as_mut_ptr().cast(), TASK_COMM_LEN) };
+        comm
+    }
+
+    /// The owner's address space's locked memory (`locked_vm`) in pages, all users of it together.
+    pub(crate) fn locked_vm(&self) -> u64 {
+        // SAFETY: `mm` is valid (`mm_count` reference, type invariant); the field is read with
+        // `READ_ONCE`, racing with changes as `/proc/<pid>/status` does.
+        unsafe { bindings::vir_mm_locked_vm(self.mm.as_ptr()) as u64 }
     }
 
     /// Pins the page of the owner's memory at `vaddr`; returns its pfn and whether it is reserved.
@@ -165,6 +187,33 @@ impl Drop for MmOwner {
             bindings::vir_mm_drop(self.mm.as_ptr());
         }
     }
+}
+
+/// The size of a task's `comm` (`TASK_COMM_LEN`).
+const TASK_COMM_LEN: usize = 16;
+
+/// A task's command name, as `get_task_comm()` copies it.
+pub(crate) struct TaskComm([u8; TASK_COMM_LEN]);
+
+impl core::fmt::Display for TaskComm {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let len = self.0.iter().position(|&b| b == 0).unwrap_or(TASK_COMM_LEN);
+        for &b in &self.0[..len] {
+            // Printable ASCII as is, anything else escaped: a comm is whatever the task set.
+            if b.is_ascii_graphic() || b == b' ' {
+                f.write_char(char::from(b))?;
+            } else {
+                write!(f, "\\x{:02x}", b)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The calling task's thread group id (its pid, as `ps` shows it).
+pub(crate) fn current_tgid() -> i32 {
+    // SAFETY: Reads the current task's pid.
+    unsafe { bindings::vir_current_tgid() }
 }
 
 /// Releases the pins of `npages` physically contiguous pages from `pfn`, marking them dirty if a

@@ -5,10 +5,10 @@
 //!
 //! Lock order: [`DeviceSet`]'s mutex is taken *before* a container's mutex (a notified driver
 //! unpins, which takes the container's), and never while holding it. The container reads the
-//! number of devices without the set's lock.
+//! number of devices, and debugfs the counters, without the set's lock.
 
 use crate::{account::PinCharge, bindings};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use kernel::{new_mutex, prelude::*, sync::Mutex, types::Opaque};
 
 /// A `struct vfio_device` of a vendor driver, as the VFIO core hands it to a backend.
@@ -51,6 +51,24 @@ pub(crate) struct DeviceSet {
     /// How many devices are registered, readable without the lock (type1 tests its list for
     /// emptiness under its container lock only).
     count: AtomicUsize,
+    /// `dma_unmap` calls made, one per device per notification.
+    notifications: AtomicU64,
+    /// Notifications repeated for a mapping whose pins were not all released.
+    retries: AtomicU64,
+    /// Unmaps refused with `EBUSY` because a driver kept its pins.
+    refusals: AtomicU64,
+}
+
+/// The counters of a [`DeviceSet`], for debugfs.
+pub(crate) struct DeviceStats {
+    /// Devices registered.
+    pub(crate) devices: usize,
+    /// `dma_unmap` calls made.
+    pub(crate) notifications: u64,
+    /// Repeated notifications.
+    pub(crate) retries: u64,
+    /// `EBUSY` refusals.
+    pub(crate) refusals: u64,
 }
 
 // SAFETY: The list is only used with `lock` held, and the devices on it are only used to call
@@ -67,6 +85,9 @@ impl DeviceSet {
             // SAFETY: `INIT_LIST_HEAD` initialises the list head in place, at its final address.
             head <- Opaque::ffi_init(|p| unsafe { bindings::vir_device_list_init(p) }),
             count: AtomicUsize::new(0),
+            notifications: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            refusals: AtomicU64::new(0),
         })
     }
 
@@ -101,12 +122,33 @@ impl DeviceSet {
     }
 
     /// Tells every registered device that `size` bytes from `iova` are being unmapped, so that
-    /// its driver unpins what it pinned there. Called without the container's lock.
-    pub(crate) fn notify_dma_unmap(&self, iova: u64, size: u64) {
+    /// its driver unpins what it pinned there; `attempt` counts the notifications of the same
+    /// mapping before this one (for the `vir_notify` trace event of container `container`). Called
+    /// without the container's lock.
+    pub(crate) fn notify_dma_unmap(&self, container: u64, iova: u64, size: u64, attempt: u32) {
         let _guard = self.lock.lock();
         // SAFETY: The list is initialised and its devices are live while on it (type invariant);
         // the lock is held, so none can be unregistered meanwhile.
-        unsafe { bindings::vir_device_list_notify(self.head.get(), iova, size) };
+        let n = unsafe { bindings::vir_device_list_notify(self.head.get(), container, iova, size, attempt) };
+        self.notifications.fetch_add(u64::from(n), Ordering::Relaxed);
+        if attempt != 0 {
+            self.retries.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// An unmap gave up with `EBUSY`: a driver kept its pins through every notification.
+    pub(crate) fn refused(&self) {
+        self.refusals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters now (each read on its own: they may be mid-change relative to each other).
+    pub(crate) fn stats(&self) -> DeviceStats {
+        DeviceStats {
+            devices: self.count.load(Ordering::Relaxed),
+            notifications: self.notifications.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            refusals: self.refusals.load(Ordering::Relaxed),
+        }
     }
 }
 

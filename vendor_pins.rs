@@ -15,6 +15,7 @@ use crate::{
     domain::Prot,
     group::IommuGroup,
     mm::{self, DmaRwData, PAGE_SIZE},
+    trace,
 };
 use core::mem::MaybeUninit;
 use kernel::prelude::*;
@@ -23,8 +24,22 @@ impl Container {
     /// Pins `pages.len()` pages from `iova` for a vendor driver of `group` with access `prot`,
     /// storing their `struct page`s in `pages` (type1's `vfio_iommu_type1_pin_pages`). All or
     /// nothing: on error, the pages pinned by this call are unpinned and uncharged, and `pages`
-    /// holds null pointers up to where it got.
+    /// holds null pointers up to where it got. Emits `vir_pin`.
     pub(crate) fn pin_pages(
+        &self,
+        group: &IommuGroup,
+        iova: u64,
+        prot: Prot,
+        pages: &mut [MaybeUninit<*mut kernel::bindings::page>],
+    ) -> Result<usize> {
+        let count = pages.len();
+        let r = self.pin_pages_inner(group, iova, prot, pages);
+        trace::pin(self.id, group, iova, count, &r);
+        r
+    }
+
+    /// [`Self::pin_pages`].
+    fn pin_pages_inner(
         &self,
         group: &IommuGroup,
         iova: u64,
@@ -127,11 +142,12 @@ impl Container {
         Ok(done)
     }
 
-    /// Drops one vendor pin on each of `npages` pages from `iova`.
+    /// Drops one vendor pin on each of `npages` pages from `iova`. Emits `vir_unpin`.
     pub(crate) fn unpin_pages(&self, iova: u64, npages: usize) {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         let (tracking, shift) = inner.dirty_unit();
+        let mut unpinned = 0u64;
         let mut i = 0usize;
         while i < npages {
             let Some(at) = page_iova(iova, i) else {
@@ -144,7 +160,9 @@ impl Container {
             let mut page_iova = at;
             let mut released = 0u64;
             while i < npages && page_iova <= m.range.last {
-                if m.unpin_vendor_page(page_iova, tracking, shift) == Some(PinCharge::Own) {
+                let charge = m.unpin_vendor_page(page_iova, tracking, shift);
+                unpinned += u64::from(charge.is_some());
+                if charge == Some(PinCharge::Own) {
                     released += 1;
                 }
                 i += 1;
@@ -155,11 +173,21 @@ impl Container {
             }
             m.account.uncharge(released);
         }
+        drop(guard);
+        trace::unpin(self.id, iova, npages, unpinned);
     }
 
     /// Copies `data` to or from the memory mapped at `iova` for a vendor driver (type1's
-    /// `vfio_iommu_type1_dma_rw`); writes are dirty while tracking.
-    pub(crate) fn dma_rw(&self, iova: u64, mut data: DmaRwData<'_>) -> Result {
+    /// `vfio_iommu_type1_dma_rw`); writes are dirty while tracking. Emits `vir_dma_rw`.
+    pub(crate) fn dma_rw(&self, iova: u64, data: DmaRwData<'_>) -> Result {
+        let (len, write) = (data.len(), data.is_write());
+        let r = self.dma_rw_inner(iova, data);
+        trace::dma_rw(self.id, iova, len, write, &r);
+        r
+    }
+
+    /// [`Self::dma_rw`].
+    fn dma_rw_inner(&self, iova: u64, mut data: DmaRwData<'_>) -> Result {
         let mut guard = self.lock_live()?;
         let inner = &mut *guard;
         if inner.vaddr_invalid_count != 0 {

@@ -10,11 +10,13 @@
 
 // The thin safe layer over C (the only modules with `unsafe` besides `bindings`).
 mod bindings;
+mod debugfs;
 mod domain;
 mod driver;
 mod group;
 mod mm;
 mod params;
+mod trace;
 mod vendor;
 
 // The backend, safe Rust over that layer.
@@ -26,6 +28,7 @@ mod dirty;
 mod dirty_report;
 mod dma;
 mod dma_tree;
+mod inspect;
 mod ioctl;
 mod iova;
 mod map;
@@ -44,17 +47,21 @@ module! {
     license: "GPL",
 }
 
-/// The module: its only state is the registration with the VFIO core.
+/// The module: its registration with the VFIO core, and its debugfs directory (which outlives the
+/// registration, and with it every container's directory: fields drop in order).
 struct VfioIommuRust {
     _registration: driver::Registration<container::Container>,
+    _debugfs: debugfs::Root,
 }
 
 impl kernel::Module for VfioIommuRust {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        let debugfs = debugfs::Root::new();
         let registration = driver::Registration::new(module)?;
         pr_info!("registered for VFIO_TYPE1_IOMMU and VFIO_TYPE1v2_IOMMU containers\n");
         Ok(Self {
             _registration: registration,
+            _debugfs: debugfs,
         })
     }
 }

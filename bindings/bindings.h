@@ -9,6 +9,8 @@
 #include <linux/vfio.h>
 #include "vfio.h"
 #include "helpers.h"
+#include "trace_helpers.h"
+#include "debugfs_helpers.h"
 
 /* bindgen cannot evaluate _IO(); the Kbuild rule strips the RUST_CONST_HELPER_ prefix. */
 const unsigned int RUST_CONST_HELPER_VFIO_GET_API_VERSION = VFIO_GET_API_VERSION;

@@ -16,6 +16,7 @@
 #include <linux/vfio.h>
 
 #include "helpers.h"
+#include "vir_trace.h"
 
 static unsigned int dma_entry_limit __read_mostly = U16_MAX;
 module_param(dma_entry_limit, uint, 0644);
@@ -140,6 +141,26 @@ void vir_mm_put(struct mm_struct *mm)
 bool vir_current_has_mm(struct mm_struct *mm)
 {
 	return current->mm == mm;
+}
+
+int vir_current_tgid(void)
+{
+	return task_tgid_nr(current);
+}
+
+int vir_task_tgid(struct task_struct *task)
+{
+	return task_tgid_nr(task);
+}
+
+void vir_task_comm(struct task_struct *task, char *buf, size_t len)
+{
+	__get_task_comm(buf, len, task);
+}
+
+unsigned long vir_mm_locked_vm(struct mm_struct *mm)
+{
+	return READ_ONCE(mm->locked_vm);
 }
 
 bool vir_capable_ipc_lock(void)
@@ -354,12 +375,18 @@ void vir_device_list_del(struct vfio_device *vdev)
 	list_del(&vdev->iommu_entry);
 }
 
-void vir_device_list_notify(struct list_head *head, u64 iova, u64 length)
+unsigned int vir_device_list_notify(struct list_head *head, u64 container, u64 iova, u64 length,
+				    unsigned int attempt)
 {
 	struct vfio_device *vdev;
+	unsigned int n = 0;
 
-	list_for_each_entry(vdev, head, iommu_entry)
+	list_for_each_entry(vdev, head, iommu_entry) {
+		trace_vir_notify(container, dev_name(vdev->dev), iova, length, attempt);
 		vdev->ops->dma_unmap(vdev, iova, length);
+		n++;
+	}
+	return n;
 }
 
 /*

@@ -47,6 +47,11 @@ bool vir_mm_get(struct mm_struct *mm);
 void vir_mm_put(struct mm_struct *mm);
 bool vir_current_has_mm(struct mm_struct *mm);
 bool vir_capable_ipc_lock(void);
+/* For debugfs: the calling task's and @task's thread group id, @task's name, @mm's locked_vm. */
+int vir_current_tgid(void);
+int vir_task_tgid(struct task_struct *task);
+void vir_task_comm(struct task_struct *task, char *buf, size_t len);
+unsigned long vir_mm_locked_vm(struct mm_struct *mm);
 int vir_mm_charge_locked(struct task_struct *task, struct mm_struct *mm, bool lock_cap,
 			 unsigned long npage);
 void vir_mm_uncharge_locked(struct task_struct *task, struct mm_struct *mm, bool lock_cap,
@@ -78,7 +83,13 @@ bool vir_device_has_dma_unmap(struct vfio_device *vdev);
 void vir_device_list_init(struct list_head *head);
 void vir_device_list_add(struct list_head *head, struct vfio_device *vdev);
 void vir_device_list_del(struct vfio_device *vdev);
-void vir_device_list_notify(struct list_head *head, u64 iova, u64 length);
+/*
+ * Calls every device's dma_unmap for @length bytes from @iova, emitting the vir_notify trace event
+ * of container @container (its @attempt-th notification for the mapping, from 0); returns how
+ * many devices were notified.
+ */
+unsigned int vir_device_list_notify(struct list_head *head, u64 container, u64 iova, u64 length,
+				    unsigned int attempt);
 
 /* Module exit: waits for tasks still in this module's code (see helpers.c). */
 void vir_wait_for_callers(void);

@@ -4,10 +4,12 @@
  * device's group in it, selects VFIO_TYPE1v2_IOMMU, shows which backend serves it, and has the
  * device copy memory through an IOMMU mapping made by that backend. Then dirty page tracking: a
  * vendor (mdev) device pins and writes pages and writes with vfio_dma_rw(), and the container's
- * dirty bitmap shows exactly those pages.
+ * dirty bitmap shows exactly those pages; what the backend's debugfs shows of that container
+ * (Documentation/observability.rst) is printed once.
  */
 #include "edu.h"
 #include "mdev/vir_mdev.h"
+#include "observe.h"
 
 #define DEMO(fmt, ...) printf("DEMO: " fmt "\n", ##__VA_ARGS__)
 
@@ -17,6 +19,30 @@ static int vmdev(int dev, unsigned long op, __u64 iova, __u64 count, __u32 flags
 				    .buf = (uintptr_t)buf };
 
 	return ioctl(dev, op, &cmd) ? errno : 0;
+}
+
+/* The container's debugfs directory, file by file (this process has one container open). */
+static void debugfs_summary(void)
+{
+	static const char *const files[] = { "mappings", "groups", "accounting", "dirty", "vendor" };
+	char dir[256], *text, *line, *save;
+	unsigned int i;
+
+	if (container_dir(dir, sizeof(dir)) <= 0) {
+		DEMO("no debugfs directory of this container in %s", VIR_DEBUGFS);
+		return;
+	}
+	DEMO("debugfs of this container: %s", dir);
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		text = container_file(dir, files[i]);
+		if (!text) {
+			DEMO("  %s: cannot read", files[i]);
+			continue;
+		}
+		for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+			DEMO("  %-10s %s", files[i], line);
+		free(text);
+	}
 }
 
 /* A container over the vir_mdev device: the vendor driver dirties pages, the bitmap shows them. */
@@ -58,6 +84,7 @@ static int dirty_demo(void)
 	DEMO("VFIO_IOMMU_DIRTY_PAGES GET_BITMAP: %s, bitmap 0x%016llx", err ? strerror(err) : "ok",
 	     (unsigned long long)bits[0]);
 	DEMO("dirty page map (page 0 left): %s", map);
+	debugfs_summary();
 	close(dev);
 	close(group);
 	close(container);

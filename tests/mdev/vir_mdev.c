@@ -808,6 +808,14 @@ static const struct vfio_device_ops vir_dev_ops = {
 	.write = vir_write,
 	.dma_unmap = vir_dma_unmap,
 	.close_device = vir_close_device,
+	/*
+	 * Required by the VFIO core on CONFIG_IOMMUFD kernels (NULL otherwise); the device is also
+	 * usable through iommufd then, as the kernel's mdev samples are.
+	 */
+	.bind_iommufd = vfio_iommufd_emulated_bind,
+	.unbind_iommufd = vfio_iommufd_emulated_unbind,
+	.attach_ioas = vfio_iommufd_emulated_attach_ioas,
+	.detach_ioas = vfio_iommufd_emulated_detach_ioas,
 };
 
 static int vir_probe(struct mdev_device *mdev)
