@@ -1108,8 +1108,12 @@ static inline int op_vpin(struct churn *c)
 
 		if (!S->vref[p]) {
 			S->vgen[p] = S->gen[v];
-			if (pm->iommu && (S->ikind[p] != K_RAM || S->igen[p] != S->vgen[p]))
+			if (pm->iommu && (S->ikind[p] != K_RAM || S->igen[p] != S->vgen[p])) {
 				S->tainted[p] = 1;
+				if (c->trace)
+					ch_kmsg(c, "  taints IOVA %#llx: vendor pin of another page than the IOMMU pin's (%s) (mapping %#llx +%u)\n",
+						ch_iova(p), ch_kind_name[S->ikind[p]], ch_iova(pm->ipage), pm->npages);
+			}
 		}
 		S->vref[p]++;
 	}
@@ -1283,9 +1287,19 @@ static inline int op_group(struct churn *c)
 			S->g1_in = 1;
 			if (!S->iommu_set)
 				return ch_set_iommu(c);
-			for (i = 0; i < CH_MAXMAP; i++)
-				if (S->map[i].used)
-					ch_model_iommu_pin(S, &S->map[i]);
+			for (i = 0; i < CH_MAXMAP; i++) {
+				struct ch_map *m = &S->map[i];
+
+				if (!m->used)
+					continue;
+				ch_model_iommu_pin(S, m);
+				for (k = 0; c->trace && k < m->npages; k++)
+					if (S->tainted[m->ipage + k] && S->vref[m->ipage + k])
+						ch_kmsg(c, "  taints IOVA %#llx: IOMMU pin of %s under a vendor pin of RAM (mapping %#llx +%u)\n",
+							ch_iova(m->ipage + k),
+							ch_kind_name[S->ikind[m->ipage + k]],
+							ch_iova(m->ipage), m->npages);
+			}
 			return 0;
 		}
 		ch_note(c, "edu group leaves%s", S->gm_in ? "" : " (last group)");
