@@ -18,6 +18,9 @@
  *  - context_invalidation: the device leaves its domain and the VM invalidates the context cache
  *    globally while tracking: QEMU unmaps its whole IOVA space in power-of-two chunks, each with
  *    a dirty bitmap (the largest 256 GiB, an 8 MiB bitmap); all succeed, nothing stays pinned.
+ *  - cpr_reboot_vir_mdev: the migration QEMU 10 allows with a vIOMMU (cpr-reboot of a suspended
+ *    VM to a file, loaded by a second QEMU), with an unmap with bitmap while it is paused before
+ *    switchover; the device's pages, its state and the vIOMMU arrive.
  *
  * Each RECORDs what the tracer saw, for the comparison of the two backends.
  */
