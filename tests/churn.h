@@ -279,17 +279,7 @@ static inline long ch_vmlck(void)
 
 static inline long ch_hugepages_free(void)
 {
-	char line[128];
-	long v = -1;
-	FILE *f = fopen("/proc/meminfo", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "HugePages_Free: %ld", &v) == 1)
-			break;
-	fclose(f);
-	return v;
+	return proc_field("/proc/meminfo", "HugePages_Free");
 }
 
 /* --- reporting ---------------------------------------------------------------------------- */

@@ -607,19 +607,10 @@ FIXTURE_TEARDOWN_PARENT(dpdk)
 /* VmLck of process @pid in kB, or -1. */
 static long vmlck_kb(pid_t pid)
 {
-	char path[64], line[128];
-	long kb = -1;
-	FILE *f;
+	char path[64];
 
 	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmLck: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
+	return proc_field(path, "VmLck");
 }
 
 /* Sends a round of packets from both ports and waits until each port has received @total. */

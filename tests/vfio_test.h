@@ -238,20 +238,30 @@ static inline long pins_outstanding(void)
 	return vmstat("nr_foll_pin_acquired") - vmstat("nr_foll_pin_released");
 }
 
-/* This process's locked memory (VmLck) in kB, or -1. */
-static inline long locked_vm_kb(void)
+/* The number after "@key:" on a line of the file @path (/proc/.../status, /proc/meminfo), or -1. */
+static inline long proc_field(const char *path, const char *key)
 {
-	char line[128];
-	long kb = -1;
-	FILE *f = fopen("/proc/self/status", "r");
+	size_t len = strlen(key);
+	char line[256];
+	long v = -1;
+	FILE *f = fopen(path, "r");
 
 	if (!f)
 		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmLck: %ld kB", &kb) == 1)
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, key, len) && line[len] == ':') {
+			v = strtol(line + len + 1, NULL, 10);
 			break;
+		}
+	}
 	fclose(f);
-	return kb;
+	return v;
+}
+
+/* This process's locked memory (VmLck) in kB, or -1. */
+static inline long locked_vm_kb(void)
+{
+	return proc_field("/proc/self/status", "VmLck");
 }
 
 /* Anonymous memory, populated. */
