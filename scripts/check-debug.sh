@@ -32,8 +32,8 @@ if [ $mode = fuzz ]; then
 	else
 		calls=${VIR_FUZZ_CALLS:-1000000}
 		steps=${VIR_CHURN_STEPS:-1000000}
-		# Counts bound the run; the time only guards (about 2 h 40 min for 1e6 steps and calls
-		# on the reference machine).
+		# Counts bound the run; the time only guards (about 65 min for 1e6 steps and calls on
+		# the reference machine).
 		seconds=21600
 	fi
 	limit=${VIR_GUEST_TIMEOUT:-$((seconds + 900))}

@@ -119,7 +119,18 @@ TEST_F_TIMEOUT(long_running, fuzz, 86400)
 	printf("# fuzz: seed %#llx, %ld calls, %ld s at most\n", seed, calls, seconds);
 	fflush(stdout);
 	rnd_state = seed | 1;
-	buf = alloc_pages(64);
+	/*
+	 * The 64 pages the fuzzed pointers and vaddrs start in, at the bottom of 64 MiB of our own:
+	 * an mdev container maps any range without pinning, so the vendor driver pins, fills and
+	 * dma_rw()s, and the kernel writes bitmaps, well past those pages. Everything mmapped before
+	 * (the harness's shared results, which such a write once corrupted) lies above.
+	 */
+	buf = mmap(NULL, 64 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		   -1, 0);
+	if (buf == MAP_FAILED)
+		buf = NULL;
+	else
+		memset(buf, 0, 64 * PAGE);
 	ro = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	none = mmap(NULL, PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(NULL, buf);
