@@ -153,10 +153,10 @@ impl<T: IommuDriver> Adapter<T> {
             return EINVAL.to_errno() as ffi::c_long;
         }
         let _call = InFlight::enter();
-        // SAFETY: Non-null `iommu_data` is a container from `open_callback` (function safety
-        // contract) whose `release_callback` may run concurrently: the core reads the pointer
-        // without a lock. Our own reference, taken at once, keeps the state alive for the whole
-        // ioctl; the race of this borrow with the release is the core's, as for every backend.
+        // The core reads `iommu_data` without a lock, so `release_callback` may run concurrently:
+        // our own reference, taken at once, keeps the state alive for the whole ioctl (the race
+        // of this borrow with the release is the core's, as for every backend).
+        // SAFETY: Non-null `iommu_data` is a container from `open_callback` (function contract).
         let container: Arc<T> = unsafe { Self::container(iommu_data) }.into();
         from_result(|| Ok(T::ioctl(&container, cmd, arg as UserPtr)? as ffi::c_long))
     }
