@@ -443,7 +443,12 @@ TEST_F_TIMEOUT(hard, dense_dirty_marks, 120)
 			fclose(f);
 		}
 		ksft_print_msg("slab growth: rust %ld kB, type1 %ld kB\n", growth, type1);
-		EXPECT_LE(growth, type1 + SLAB_NOISE_KB);
+		/*
+		 * On the debug kernel KASAN's quarantine and redzones move Slab by hundreds of kB
+		 * either way (-1,116 and +88 kB seen); the bound there still fails on a per-page
+		 * structure (2 MiB).
+		 */
+		EXPECT_LE(growth, type1 + (debug_kernel() ? 512 : SLAB_NOISE_KB));
 	}
 	EXPECT_EQ(0, locked_vm_kb());
 	EXPECT_EQ(self->pins_before, pins_outstanding());

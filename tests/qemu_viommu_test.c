@@ -592,8 +592,12 @@ TEST_F_TIMEOUT(viommu, context_invalidation, 600)
 	       w.free0 - w.free_min);
 	RECORD("cc_unmaps", "%d calls, largest bitmap 0x%llx, sizes %s", n2 - n1, largest, sizes);
 	RECORD("cc_unmap_with_mappings", "%s", first);
-	/* No kernel memory in proportion to the chunks (a 256 GiB bitmap is 8 MiB). */
-	EXPECT_GT(1024, w.kernel_max - w.kernel0);
+	/*
+	 * No kernel memory in proportion to the chunks (a 256 GiB bitmap is 8 MiB). On the debug
+	 * kernel KASAN's quarantine keeps freed objects counted in Slab for a while (2.4 MiB seen
+	 * there), so the bound is 4 MiB, still half of one bitmap.
+	 */
+	EXPECT_GT(access("/sys/kernel/debug/kmemleak", F_OK) ? 1024 : 4096, w.kernel_max - w.kernel0);
 
 	ASSERT_EQ(0, qemu_quit(&self->vm));
 	qemu_print_output(&self->vm, stderr, "# qemu: ");
