@@ -79,7 +79,8 @@ ok=1
 logged make -s -C "$VIR_ROOT" install KDIR="$kdir" DESTDIR="$root" || ok=0
 [ -f "$moddir/updates/$pkg.ko" ] || ok=0
 [ -f "$root/etc/modprobe.d/$pkg.conf" ] || ok=0
-grep -qx "updates/$pkg.ko: kernel/drivers/vfio/vfio.ko" "$moddir/modules.dep" || ok=0
+# Our module depends on vfio (and on what vfio depends on, such as iommufd with CONFIG_IOMMUFD=m).
+grep -qE "^updates/$pkg\.ko:( .*)? kernel/drivers/vfio/vfio\.ko( |\$)" "$moddir/modules.dep" || ok=0
 result "make install (staged root)" $ok "updates/$pkg.ko, modules.dep, modprobe.d (see $log)"
 
 for m in vfio vfio-pci vfio_iommu_type1; do
