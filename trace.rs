@@ -27,13 +27,14 @@ use kernel::time::Ktime;
 macro_rules! tracepoint_enabled {
     ($tp:ident) => {
         'check: {
-            // SAFETY: The instruction is a 5-byte NOP (the one x86 `arch_static_branch` emits and
+            // The instruction is a 5-byte NOP (the one x86 `arch_static_branch` emits and
             // `__jump_label_patch` expects) followed by a `__jump_table` entry in the layout of
             // `struct jump_entry` with relative references (`CONFIG_HAVE_ARCH_JUMP_LABEL_RELATIVE`):
             // the NOP, the code to jump to, and the static key `key` of the tracepoint, a global of
             // this module (`bindings/trace.c`), with branch bit 0 (`static_key_false`). The module
             // loader registers the entry with the key, and the kernel only ever rewrites the NOP
-            // into a jump to `enabled` and back. Nothing else is read or written.
+            // into a jump to `enabled` and back.
+            // SAFETY: As just said: a NOP and a `__jump_table` entry; nothing is read or written.
             unsafe {
                 core::arch::asm!(
                     "1: .byte 0x0f,0x1f,0x44,0x00,0x00",

@@ -196,18 +196,6 @@ TEST_F(hard, vendor_pin_fault_uncharged)
 	EXPECT_EQ(self->pins_before, pins_outstanding());
 }
 
-static int drop_cap_ipc_lock(void)
-{
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct d[2];
-
-	if (syscall(SYS_capget, &h, d))
-		return errno;
-	d[0].effective &= ~(1U << CAP_IPC_LOCK);
-	d[0].permitted &= ~(1U << CAP_IPC_LOCK);
-	return syscall(SYS_capset, &h, d) ? errno : 0;
-}
-
 /*
  * Defect 2. Without CAP_IPC_LOCK and with RLIMIT_MEMLOCK 64 KiB, a whole 1 MiB BAR mmap maps:
  * MMIO is never charged (type1 checks the limit only for pages it charges). Our main charged the

@@ -13,18 +13,6 @@
 
 #define IOVA 0x100000ULL
 
-static int drop_cap_ipc_lock(void)
-{
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct d[2];
-
-	if (syscall(SYS_capget, &h, d))
-		return errno;
-	d[0].effective &= ~(1U << CAP_IPC_LOCK);
-	d[0].permitted &= ~(1U << CAP_IPC_LOCK);
-	return syscall(SYS_capset, &h, d) ? errno : 0;
-}
-
 TEST(rlimit_memlock)
 {
 	struct rlimit lim = { 16 * PAGE, 16 * PAGE };

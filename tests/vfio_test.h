@@ -27,6 +27,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <linux/capability.h>
 #include <unistd.h>
 #include <linux/vfio.h>
 
@@ -236,6 +238,19 @@ static inline long vmstat(const char *key)
 static inline long pins_outstanding(void)
 {
 	return vmstat("nr_foll_pin_acquired") - vmstat("nr_foll_pin_released");
+}
+
+/* Drops CAP_IPC_LOCK from this process, so that RLIMIT_MEMLOCK binds it; returns 0 or an errno. */
+static inline int drop_cap_ipc_lock(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[2];
+
+	if (syscall(SYS_capget, &h, d))
+		return errno;
+	d[0].effective &= ~(1U << CAP_IPC_LOCK);
+	d[0].permitted &= ~(1U << CAP_IPC_LOCK);
+	return syscall(SYS_capset, &h, d) ? errno : 0;
 }
 
 /* The number after "@key:" on a line of the file @path (/proc/.../status, /proc/meminfo), or -1. */
