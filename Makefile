@@ -19,10 +19,14 @@
 #   make install-check  make install/uninstall into a staged root and DKMS add/build/install/remove
 #                 against the cached test kernel (what CI runs; installs the dkms package)
 #
-# KDIR=/path/to/kernel/build builds against another Rust-enabled 6.12 kernel build tree.
+# KERNEL=7.3 (any target above): the 7.3 kernel line instead of 6.12: its own cached test kernel,
+# the same suite, benchmark and demo (README.md, "Kernel lines").
+# KDIR=/path/to/kernel/build builds against another Rust-enabled 6.12.y or 7.3.y kernel build tree.
 
 SHELL := /bin/bash
 KDIR ?=
+KERNEL ?= 6.12
+export VIR_KERNEL := $(KERNEL)
 CLIPPY ?= 1
 QEMU ?= 0
 DESTDIR ?=

@@ -15,7 +15,7 @@ use crate::{
     vendor::VfioDevice,
 };
 use core::mem::MaybeUninit;
-use kernel::{c_str, prelude::*, sync::Arc, uaccess::UserPtr};
+use kernel::{c_str, prelude::*, sync::Arc};
 
 impl IommuDriver for Container {
     const NAME: &'static CStr = c_str!("vfio-iommu-rust");
@@ -40,7 +40,7 @@ impl IommuDriver for Container {
         pr_debug!("container released\n");
     }
 
-    fn ioctl(container: &Arc<Self>, cmd: u32, arg: UserPtr) -> Result<i64> {
+    fn ioctl(container: &Arc<Self>, cmd: u32, arg: usize) -> Result<i64> {
         ioctl::container_ioctl(container, cmd, arg)
     }
 

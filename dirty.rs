@@ -27,13 +27,13 @@
 //! share a word merge); the rest of the written words is overwritten. Mappings are written in IOVA
 //! order.
 
-use crate::{iova::IovaRange, mm};
-use core::mem::size_of;
-use kernel::{
-    init::Zeroable,
-    prelude::*,
-    uaccess::UserSlice,
+use crate::{
+    compat::{self, Zeroable},
+    iova::IovaRange,
+    mm,
 };
+use core::mem::size_of;
+use kernel::prelude::*;
 
 /// The largest user bitmap type1 accepts (`DIRTY_BITMAP_SIZE_MAX`), and the one we report.
 pub(crate) const MAX_BITMAP_BYTES: u64 = 256 << 20;
@@ -86,7 +86,7 @@ fn slots(c: u64) -> (usize, usize, usize) {
 fn get_or_alloc<T: Zeroable>(slot: &mut Option<KBox<T>>) -> Result<&mut T> {
     let b = match slot.take() {
         Some(b) => b,
-        None => KBox::init(kernel::init::zeroed(), GFP_KERNEL_ACCOUNT)?,
+        None => KBox::init(compat::init_zeroed(), GFP_KERNEL_ACCOUNT)?,
     };
     Ok(slot.insert(b))
 }
@@ -332,7 +332,7 @@ impl UserBitmap {
         // The user's bits below ours in the first word are kept.
         let leftover = if shift != 0 {
             let at = self.user_range(first_word, size_of::<u64>())?;
-            let word: u64 = UserSlice::new(at, size_of::<u64>()).reader().read()?;
+            let word: u64 = compat::user_slice(at, size_of::<u64>()).reader().read()?;
             word & ((1u64 << shift) - 1)
         } else {
             0
@@ -377,7 +377,7 @@ impl UserBitmap {
                 }
             }
             if touched {
-                UserSlice::new(at, len).writer().write_slice(bytes)?;
+                compat::user_slice(at, len).writer().write_slice(bytes)?;
             } else {
                 mm::clear_user(at as u64, len)?;
             }

@@ -12,13 +12,14 @@
 //! type1 (a fault on them sleeps, which the mutex allows).
 
 use crate::{
+    compat,
     container::{Container, ContainerInner},
     dirty::{self, UserBitmap},
     dma_tree::Cover,
     iova::IovaRange,
     trace,
 };
-use kernel::{prelude::*, uaccess::UserSlice};
+use kernel::prelude::*;
 
 impl ContainerInner {
     /// Writes the dirty bits of the mappings a request over `range` covers into `bitmap` (bit 0
@@ -94,7 +95,7 @@ fn bits_set(bitmap: &UserBitmap, first: u64, nbits: u64, buf: &mut [u8]) -> Resu
             return Err(EINVAL);
         }
         let at = usize::try_from(bitmap.data.checked_add(off).ok_or(EINVAL)?).map_err(|_| EINVAL)?;
-        UserSlice::new(at, len).reader().read_slice(&mut buf[..len])?;
+        compat::user_slice(at, len).reader().read_slice(&mut buf[..len])?;
         for (w, bytes) in (word..).zip(buf[..len].chunks_exact(8)) {
             let mut le = [0u8; 8];
             le.copy_from_slice(bytes);

@@ -17,6 +17,7 @@
 
 use crate::{
     account::{LockedAccount, PinCharge},
+    compat,
     dirty::{DirtyPages, DirtySource},
     domain::{Domain, Prot},
     iova::IovaRange,
@@ -342,7 +343,7 @@ impl DmaMapping {
     /// ([`PinCharge::Own`]), once the caller has charged them to [`Self::account`].
     pub(crate) fn commit_pending(&mut self, iova: u64, pages: u64) {
         let end = iova.saturating_add(pages.saturating_mul(PAGE_SIZE));
-        let mut cursor = self.vendor_pins.cursor_lower_bound(&iova);
+        let mut cursor = compat::cursor_lower_bound_mut(&mut self.vendor_pins, &iova);
         while let Some(mut c) = cursor {
             let (&at, pin) = c.current_mut();
             if at >= end {
@@ -419,7 +420,7 @@ impl DirtySource for DmaMapping {
     /// Pages pinned by vendor drivers are dirty, and pages marked since the last report.
     fn dirty_pages_in(&mut self, lo: u64, hi: u64, pgshift: u32, f: &mut dyn FnMut(u64)) {
         let start = self.range.start;
-        let mut cursor = self.vendor_pins.cursor_lower_bound(&(start + (lo << pgshift)));
+        let mut cursor = compat::cursor_lower_bound_mut(&mut self.vendor_pins, &(start + (lo << pgshift)));
         while let Some(c) = cursor {
             let (&iova, _) = c.current();
             let p = (iova - start) >> pgshift;
@@ -437,7 +438,7 @@ impl DirtySource for DmaMapping {
 /// vendor pin of the same IOVA and page already.
 fn shared_with_vendor(pins: &mut RBTree<u64, VendorPin>, iova: u64, pfns: &[u64]) -> u64 {
     let mut shared = 0u64;
-    let mut cursor = pins.cursor_lower_bound(&iova);
+    let mut cursor = compat::cursor_lower_bound_mut(pins, &iova);
     while let Some(c) = cursor {
         let (&at, pin) = c.current();
         let Ok(i) = usize::try_from((at - iova) >> PAGE_SHIFT) else {

@@ -9,7 +9,7 @@
 //!
 //! Locking: every function here runs under the owning container's mutex.
 
-use crate::{dma::DmaMapping, iova::IovaRange};
+use crate::{compat, dma::DmaMapping, iova::IovaRange};
 use kernel::{
     prelude::*,
     rbtree::{RBTree, RBTreeNodeReservation},
@@ -95,7 +95,7 @@ impl DmaTree {
         mut f: impl FnMut(&mut DmaMapping) -> Option<R>,
     ) -> Option<R> {
         let first = self.first_covered(range, cover)?;
-        let mut cursor = self.tree.cursor_lower_bound(&first);
+        let mut cursor = compat::cursor_lower_bound_mut(&mut self.tree, &first);
         while let Some(mut c) = cursor {
             let (&key, m) = c.current_mut();
             if key > range.last {
@@ -114,7 +114,7 @@ impl DmaTree {
         let Some(first) = self.first_covered(range, cover) else {
             return;
         };
-        let mut cursor = self.tree.cursor_lower_bound(&first);
+        let mut cursor = compat::cursor_lower_bound_mut(&mut self.tree, &first);
         while let Some(c) = cursor {
             let key = *c.current().0;
             if key > range.last {

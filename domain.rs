@@ -140,7 +140,7 @@ impl Domain {
         let gfp = bindings::GFP_KERNEL_ACCOUNT;
         // SAFETY: `ptr` is valid; the IOMMU driver validates the range against the domain.
         to_result(unsafe {
-            bindings::iommu_map(self.ptr.as_ptr(), iova as _, paddr, size as _, prot.flags(), gfp)
+            bindings::iommu_map(self.ptr.as_ptr(), iova as usize, paddr, size as usize, prot.flags(), gfp)
         })
     }
 
@@ -148,13 +148,13 @@ impl Domain {
     /// exceed `size` when a large page covers more, and is 0 if nothing was mapped there).
     pub(crate) fn unmap(&self, iova: u64, size: u64) -> u64 {
         // SAFETY: `ptr` is valid.
-        unsafe { bindings::iommu_unmap(self.ptr.as_ptr(), iova as _, size as _) as u64 }
+        unsafe { bindings::iommu_unmap(self.ptr.as_ptr(), iova as usize, size as usize) as u64 }
     }
 
     /// The physical address `iova` translates to, or 0 if it is not mapped.
     pub(crate) fn iova_to_phys(&self, iova: u64) -> u64 {
         // SAFETY: `ptr` is valid.
-        unsafe { bindings::iommu_iova_to_phys(self.ptr.as_ptr(), iova as _) }
+        unsafe { bindings::iommu_iova_to_phys(self.ptr.as_ptr(), iova) }
     }
 }
 

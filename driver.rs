@@ -27,6 +27,7 @@
 
 use crate::bindings;
 use crate::domain::Prot;
+use crate::compat;
 use crate::group::{GroupType, IommuGroup};
 use crate::mm::DmaRwData;
 use crate::vendor::VfioDevice;
@@ -40,8 +41,6 @@ use kernel::{
     error::{from_result, to_result},
     prelude::*,
     sync::Arc,
-    types::ForeignOwnable,
-    uaccess::UserPtr,
     ThisModule,
 };
 
@@ -65,7 +64,7 @@ pub(crate) trait IommuDriver: Send + Sync + Sized + 'static {
 
     /// Handles a container ioctl other than `VFIO_CHECK_EXTENSION`; `arg` is a user pointer or
     /// value, as the ioctl defines.
-    fn ioctl(container: &Arc<Self>, cmd: u32, arg: UserPtr) -> Result<i64>;
+    fn ioctl(container: &Arc<Self>, cmd: u32, arg: usize) -> Result<i64>;
 
     /// Attaches `group` (of type `kind`) to the container.
     fn attach_group(container: &Self, group: &IommuGroup, kind: GroupType) -> Result;
@@ -107,8 +106,9 @@ impl<T: IommuDriver> Adapter<T> {
     /// `iommu_data` must be non-null and come from [`Self::open_callback`], with the matching
     /// [`Self::release_callback`] not yet returned for the lifetime `'a`.
     unsafe fn container<'a>(iommu_data: *mut ffi::c_void) -> kernel::sync::ArcBorrow<'a, T> {
-        // SAFETY: Guaranteed by the caller; `open_callback` made the pointer with `into_foreign`.
-        unsafe { <Arc<T> as ForeignOwnable>::borrow(iommu_data) }
+        // SAFETY: Guaranteed by the caller; `open_callback` made the pointer with
+        // `arc_into_foreign`.
+        unsafe { compat::arc_borrow(iommu_data) }
     }
 
     /// # Safety
@@ -116,7 +116,7 @@ impl<T: IommuDriver> Adapter<T> {
     /// Only called by the VFIO core, from `VFIO_SET_IOMMU`.
     unsafe extern "C" fn open_callback(arg: ffi::c_ulong) -> *mut ffi::c_void {
         match T::open(arg as u64) {
-            Ok(container) => container.into_foreign().cast_mut(),
+            Ok(container) => compat::arc_into_foreign(container),
             Err(e) => e.to_ptr(),
         }
     }
@@ -127,7 +127,7 @@ impl<T: IommuDriver> Adapter<T> {
     unsafe extern "C" fn release_callback(iommu_data: *mut ffi::c_void) {
         // SAFETY: `iommu_data` came from `open_callback` and the core releases it exactly once;
         // ownership of that reference moves back to Rust here.
-        let container = unsafe { <Arc<T> as ForeignOwnable>::from_foreign(iommu_data) };
+        let container = unsafe { compat::arc_from_foreign::<T>(iommu_data) };
         T::release(container);
     }
 
@@ -158,7 +158,7 @@ impl<T: IommuDriver> Adapter<T> {
         // of this borrow with the release is the core's, as for every backend).
         // SAFETY: Non-null `iommu_data` is a container from `open_callback` (function contract).
         let container: Arc<T> = unsafe { Self::container(iommu_data) }.into();
-        from_result(|| Ok(T::ioctl(&container, cmd, arg as UserPtr)? as ffi::c_long))
+        from_result(|| Ok(T::ioctl(&container, cmd, arg)? as ffi::c_long))
     }
 
     /// # Safety

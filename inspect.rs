@@ -27,7 +27,7 @@ use crate::{
     mm::{self, MmOwner, PAGE_SHIFT},
 };
 use core::fmt::Write;
-use kernel::{c_str, fmt, prelude::*, str::CString, sync::Arc};
+use kernel::{c_str, prelude::*, str::CString, sync::Arc};
 
 /// Mappings copied per hold of the container's mutex.
 const CHUNK: usize = 64;
@@ -68,7 +68,7 @@ impl Container {
     /// Creates the container's debugfs directory (after `open`). Failing to is logged and
     /// otherwise ignored: the container works without it.
     pub(crate) fn publish(this: &Arc<Self>) {
-        let dir = CString::try_from_fmt(fmt!("pid{}-c{}", this.opener, this.id))
+        let dir = CString::try_from_fmt(format_args!("pid{}-c{}", this.opener, this.id))
             .and_then(|name| debugfs::Dir::new(&name, this.clone()));
         match dir {
             Ok(dir) => *this.debugfs.lock() = Some(dir),

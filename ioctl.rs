@@ -11,20 +11,17 @@
 //! deliberate difference.
 
 use crate::{
-    bindings,
+    bindings, compat,
     container::{Container, Info, MapRequest, UnmapRequest, Version},
     dirty::{self, UserBitmap},
     domain::Prot,
     iova::IovaRange,
 };
 use core::mem::size_of;
-use kernel::{
-    prelude::*,
-    uaccess::{UserPtr, UserSlice},
-};
+use kernel::prelude::*;
 
 /// Serves a container ioctl other than `VFIO_CHECK_EXTENSION`.
-pub(crate) fn container_ioctl(container: &Container, cmd: u32, arg: UserPtr) -> Result<i64> {
+pub(crate) fn container_ioctl(container: &Container, cmd: u32, arg: usize) -> Result<i64> {
     match cmd {
         bindings::VFIO_IOMMU_GET_INFO => get_info(container, arg),
         bindings::VFIO_IOMMU_MAP_DMA => map_dma(container, arg),
@@ -54,9 +51,9 @@ pub(crate) fn check_extension(container: Option<&Container>, extension: u64) -> 
 }
 
 /// `VFIO_IOMMU_MAP_DMA`.
-fn map_dma(container: &Container, arg: UserPtr) -> Result {
+fn map_dma(container: &Container, arg: usize) -> Result {
     let minsz = size_of::<bindings::vfio_iommu_type1_dma_map>();
-    let map: bindings::vfio_iommu_type1_dma_map = UserSlice::new(arg, minsz).reader().read()?;
+    let map: bindings::vfio_iommu_type1_dma_map = compat::user_slice(arg, minsz).reader().read()?;
     let mask = bindings::VFIO_DMA_MAP_FLAG_READ
         | bindings::VFIO_DMA_MAP_FLAG_WRITE
         | bindings::VFIO_DMA_MAP_FLAG_VADDR;
@@ -81,9 +78,9 @@ fn map_dma(container: &Container, arg: UserPtr) -> Result {
 }
 
 /// `VFIO_IOMMU_UNMAP_DMA`: on success the unmapped size is written back.
-fn unmap_dma(container: &Container, arg: UserPtr) -> Result {
+fn unmap_dma(container: &Container, arg: usize) -> Result {
     let minsz = size_of::<bindings::vfio_iommu_type1_dma_unmap>();
-    let (mut reader, mut writer) = UserSlice::new(arg, minsz).reader_writer();
+    let (mut reader, mut writer) = compat::user_slice(arg, minsz).reader_writer();
     let mut unmap: bindings::vfio_iommu_type1_dma_unmap = reader.read()?;
     let mask = bindings::VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP
         | bindings::VFIO_DMA_UNMAP_FLAG_VADDR
@@ -103,7 +100,7 @@ fn unmap_dma(container: &Container, arg: UserPtr) -> Result {
         }
         let at = arg.checked_add(minsz).ok_or(EFAULT)?;
         let b: bindings::vfio_bitmap =
-            UserSlice::new(at, size_of::<bindings::vfio_bitmap>()).reader().read()?;
+            compat::user_slice(at, size_of::<bindings::vfio_bitmap>()).reader().read()?;
         let bitmap = UserBitmap {
             pgsize: b.pgsize,
             size: b.size,
@@ -119,7 +116,7 @@ fn unmap_dma(container: &Container, arg: UserPtr) -> Result {
     // not a guarantee: another thread can unmap or write-protect the header between this probe
     // and the final write, and then the unmap has happened and the call fails with EFAULT, as in
     // type1 (Documentation/status.rst).
-    let probe = || UserSlice::new(arg, minsz).writer().write(&unmap_copy(&unmap));
+    let probe = || compat::user_slice(arg, minsz).writer().write(&unmap_copy(&unmap));
     let size = container.unmap(
         &UnmapRequest {
             iova: unmap.iova,
@@ -146,13 +143,13 @@ fn unmap_copy(u: &bindings::vfio_iommu_type1_dma_unmap) -> bindings::vfio_iommu_
 }
 
 /// `VFIO_IOMMU_DIRTY_PAGES` (v2 containers only): exactly one of START, STOP, GET_BITMAP.
-fn dirty_pages(container: &Container, arg: UserPtr) -> Result {
+fn dirty_pages(container: &Container, arg: usize) -> Result {
     if container.version != Version::V2 {
         return Err(EACCES);
     }
     let minsz = size_of::<bindings::vfio_iommu_type1_dirty_bitmap>();
     let dirty: bindings::vfio_iommu_type1_dirty_bitmap =
-        UserSlice::new(arg, minsz).reader().read()?;
+        compat::user_slice(arg, minsz).reader().read()?;
     let mask = bindings::VFIO_IOMMU_DIRTY_PAGES_FLAG_START
         | bindings::VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP
         | bindings::VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP;
@@ -169,7 +166,7 @@ fn dirty_pages(container: &Container, arg: UserPtr) -> Result {
             }
             let at = arg.checked_add(minsz).ok_or(EFAULT)?;
             let get: bindings::vfio_iommu_type1_dirty_bitmap_get =
-                UserSlice::new(at, getsz).reader().read()?;
+                compat::user_slice(at, getsz).reader().read()?;
             let bitmap = UserBitmap {
                 pgsize: get.bitmap.pgsize,
                 size: get.bitmap.size,
@@ -191,10 +188,10 @@ const INFO_SIZE: usize = size_of::<bindings::vfio_iommu_type1_info>();
 
 /// `VFIO_IOMMU_GET_INFO`: the header, then the capability chain if `argsz` leaves room for it;
 /// otherwise `argsz` tells the size needed (type1's protocol).
-fn get_info(container: &Container, arg: UserPtr) -> Result {
+fn get_info(container: &Container, arg: usize) -> Result {
     // minsz: argsz, flags and iova_pgsizes.
     let minsz = 16;
-    let mut reader = UserSlice::new(arg, minsz).reader();
+    let mut reader = compat::user_slice(arg, minsz).reader();
     let argsz: u32 = reader.read()?;
     if (argsz as usize) < minsz {
         return Err(EINVAL);
@@ -215,7 +212,7 @@ fn get_info(container: &Container, arg: UserPtr) -> Result {
             out.argsz = u32::try_from(needed).map_err(|_| EINVAL)?;
         } else {
             let at = arg.checked_add(INFO_SIZE).ok_or(EFAULT)?;
-            UserSlice::new(at, caps.len()).writer().write_slice(&caps)?;
+            compat::user_slice(at, caps.len()).writer().write_slice(&caps)?;
             out.cap_offset = INFO_SIZE as u32;
         }
     }
@@ -227,7 +224,7 @@ fn get_info(container: &Container, arg: UserPtr) -> Result {
     bytes[8..16].copy_from_slice(&out.iova_pgsizes.to_ne_bytes());
     bytes[16..20].copy_from_slice(&out.cap_offset.to_ne_bytes());
     let len = (argsz as usize).min(INFO_SIZE);
-    UserSlice::new(arg, len).writer().write_slice(&bytes[..len])
+    compat::user_slice(arg, len).writer().write_slice(&bytes[..len])
 }
 
 /// The capability chain of `VFIO_IOMMU_GET_INFO`, laid out as it will be at offset

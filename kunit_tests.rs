@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! KUnit cases of the module's pure logic, registered by `bindings/kunit.c` (suite
-//! `vfio_iommu_rust`). Each returns 0 if every check holds, else the line of the first that does
-//! not. Built only on `CONFIG_KUNIT` kernels.
+//! KUnit cases of the module's pure logic, in the suite `vfio_iommu_rust`. Each returns 0 if every
+//! check holds, else the line of the first that does not. Built only on `CONFIG_KUNIT` kernels, and
+//! registered by `compat::kunit_suite!`: on 7.3 with the kernel crate's `#[kunit_tests]`, on 6.12
+//! (which has no Rust KUnit support) as C-callable functions that `bindings/kunit.c` registers.
 
 use crate::{
     dirty::{self, DirtyPages, UserBitmap},
@@ -26,8 +27,7 @@ fn r(start: u64, last: u64) -> IovaRange {
 }
 
 /// Inclusive ranges: construction, sizes up to the top of the address space, overlap.
-#[no_mangle]
-extern "C" fn vir_kunit_iova_range() -> i32 {
+fn iova_range() -> i32 {
     check!(IovaRange::from_start_size(0x1000, 0) == Err(EINVAL));
     check!(IovaRange::from_start_size(0x1000, 0x1000) == Ok(r(0x1000, 0x1fff)));
     // Ending exactly at the top is fine; one byte more wraps.
@@ -47,8 +47,7 @@ extern "C" fn vir_kunit_iova_range() -> i32 {
 }
 
 /// The usable IOVA space: apertures intersected, reserved regions cut out.
-#[no_mangle]
-extern "C" fn vir_kunit_iova_list() -> i32 {
+fn iova_list() -> i32 {
     let aperture = r(0, (1 << 48) - 1);
     let msi = r(0xfee0_0000, 0xfeef_ffff);
     let Ok(l) = IovaList::compute([aperture].into_iter(), [msi].iter()) else {
@@ -84,8 +83,7 @@ extern "C" fn vir_kunit_iova_list() -> i32 {
 }
 
 /// Bit ranges of a little-endian bitmap, and bitmap sizes in whole words.
-#[no_mangle]
-extern "C" fn vir_kunit_bitmap_bits() -> i32 {
+fn bitmap_bits() -> i32 {
     let mut b = [0u8; 16];
     dirty::set_bits(&mut b, 3, 4);
     check!(b[0] == 0x08);
@@ -105,8 +103,7 @@ extern "C" fn vir_kunit_bitmap_bits() -> i32 {
 }
 
 /// type1's checks of a user bitmap against the range it describes.
-#[no_mangle]
-extern "C" fn vir_kunit_user_bitmap() -> i32 {
+fn user_bitmap() -> i32 {
     let ok = |pgsize, size, range| {
         UserBitmap {
             pgsize,
@@ -163,8 +160,7 @@ fn count(d: &mut DirtyPages, lo: u64, hi: u64) -> Option<(u64, u64, u64)> {
 
 /// Sparse dirty bitmap: single pages on both sides of chunk and table boundaries, queries that
 /// start and end anywhere; a mark in a present chunk allocates nothing.
-#[no_mangle]
-extern "C" fn vir_kunit_dirty_chunks() -> i32 {
+fn dirty_chunks() -> i32 {
     let mut d = DirtyPages::new();
     check!(d.footprint() == 0 && reports(&mut d, 0, u64::MAX, &[]));
     let pages = [0, 63, 64, CB - 1, CB, 64 * CB - 1, 64 * CB, 4096 * CB - 1, 4096 * CB];
@@ -191,8 +187,7 @@ extern "C" fn vir_kunit_dirty_chunks() -> i32 {
 }
 
 /// Sparse dirty bitmap: ranges within a word, over word and chunk boundaries, over many chunks.
-#[no_mangle]
-extern "C" fn vir_kunit_dirty_ranges() -> i32 {
+fn dirty_ranges() -> i32 {
     let mut d = DirtyPages::new();
     check!(d.mark(3, 5).is_ok());
     check!(reports(&mut d, 0, 64, &[3, 4, 5]));
@@ -221,8 +216,7 @@ extern "C" fn vir_kunit_dirty_ranges() -> i32 {
 
 /// Sparse dirty bitmap: the largest page number (`INT_MAX` pages per mapping), and page numbers
 /// beyond it, refused without panicking or marking anything.
-#[no_mangle]
-extern "C" fn vir_kunit_dirty_top() -> i32 {
+fn dirty_top() -> i32 {
     let top = dirty::MAX_PAGE;
     check!(top >= dirty::MAX_MAPPING_PAGES - 1);
     let mut d = DirtyPages::new();
@@ -246,8 +240,7 @@ extern "C" fn vir_kunit_dirty_top() -> i32 {
 
 /// Sparse dirty bitmap: clearing frees everything, and marking works again after it; the memory
 /// for dense marking is no more than type1's bitmap.
-#[no_mangle]
-extern "C" fn vir_kunit_dirty_clear() -> i32 {
+fn dirty_clear() -> i32 {
     let mut d = DirtyPages::new();
     d.clear();
     check!(d.footprint() == 0);
@@ -359,8 +352,7 @@ fn dirty_exact_at(base: u64, seed: u64) -> i32 {
 
 /// Sparse dirty bitmap: exactly the pages marked, at the bottom, across a root slot (chunk
 /// 4096), and at the top of the page numbers.
-#[no_mangle]
-extern "C" fn vir_kunit_dirty_exact() -> i32 {
+fn dirty_exact() -> i32 {
     for (base, seed) in [
         (0, 0x9e37_79b9_7f4a_7c15),
         (4096 * CB - 2 * CB, 0xdead_beef_cafe_f00d),
@@ -376,8 +368,7 @@ extern "C" fn vir_kunit_dirty_exact() -> i32 {
 
 /// Page-size bitmaps of domains: sizes below `PAGE_SIZE` fold into it, the smallest size is the
 /// unit, and an empty intersection (which an attach refuses) never makes a shift of 64.
-#[no_mangle]
-extern "C" fn vir_kunit_pgsizes() -> i32 {
+fn pgsizes() -> i32 {
     use crate::domain::{fold_pgsizes, min_pgsize};
     let intel = 0x4020_1000u64; // 4K, 2M, 1G
     check!(fold_pgsizes(intel) == intel);
@@ -391,3 +382,5 @@ extern "C" fn vir_kunit_pgsizes() -> i32 {
     check!(fold_pgsizes(0x1000 & 0x0020_0000) == 0);
     0
 }
+
+crate::compat::kunit_suite!(vfio_iommu_rust: iova_range, iova_list, bitmap_bits, user_bitmap, dirty_chunks, dirty_ranges, dirty_top, dirty_clear, dirty_exact, pgsizes);

@@ -165,7 +165,7 @@ impl MmOwner {
             // which the helper fills with page pointers and then pfns (same size, checked by the
             // helper at build time).
             let n = unsafe {
-                bindings::vir_pin_user_pfns(mm, vaddr as _, want as _, write, buf, &mut reserved)
+                bindings::vir_pin_user_pfns(mm, vaddr as usize, want, write, buf, &mut reserved)
             };
             if n < 0 {
                 return Err(Error::from_errno(n as i32));
@@ -226,7 +226,7 @@ pub(crate) fn current_tgid() -> i32 {
 /// gives up that pin.
 pub(crate) unsafe fn unpin_pfns(pfn: u64, npages: u64, dirty: bool) -> u64 {
     // SAFETY: The pages are pinned by us (function safety contract) and contiguous.
-    let n = unsafe { bindings::vir_unpin_pfn_range(pfn as _, npages as _, dirty) };
+    let n = unsafe { bindings::vir_unpin_pfn_range(pfn as usize, npages as usize, dirty) };
     n as u64
 }
 
@@ -282,7 +282,7 @@ impl MmOwner {
         // write to user memory only reads it) or of writes (a read fills it, and a
         // `MaybeUninit` buffer may be written); the helper takes its own user reference on `mm`.
         let ret = unsafe {
-            bindings::vir_mm_copy(self.mm.as_ptr(), vaddr as _, ptr.cast(), len, write)
+            bindings::vir_mm_copy(self.mm.as_ptr(), vaddr as usize, ptr.cast(), len, write)
         };
         kernel::error::to_result(ret)
     }
@@ -291,19 +291,19 @@ impl MmOwner {
 /// Whether `pfn` is memory with a `struct page` (not MMIO).
 pub(crate) fn pfn_valid(pfn: u64) -> bool {
     // SAFETY: Only looks the pfn up in the memory map.
-    unsafe { bindings::vir_pfn_valid(pfn as _) }
+    unsafe { bindings::vir_pfn_valid(pfn as usize) }
 }
 
 /// The `struct page` of `pfn`, for handing pinned pages to a vendor driver.
 pub(crate) fn pfn_to_page(pfn: u64) -> *mut bindings::page {
     // SAFETY: Pure address arithmetic on the memory map (`pfn_to_page`).
-    unsafe { bindings::vir_pfn_to_page(pfn as _) }
+    unsafe { bindings::vir_pfn_to_page(pfn as usize) }
 }
 
 /// Zeroes `len` bytes of user memory at `ptr`; `EFAULT` if they cannot all be written.
 pub(crate) fn clear_user(ptr: u64, len: usize) -> Result {
     // SAFETY: `clear_user` checks the range and handles faults.
-    match unsafe { bindings::vir_clear_user(ptr, len as _) } {
+    match unsafe { bindings::vir_clear_user(ptr, len) } {
         0 => Ok(()),
         _ => Err(EFAULT),
     }

@@ -20,7 +20,7 @@
 //! Lock order: none taken; events may be emitted under any of the container's locks.
 
 use crate::{bindings, group::IommuGroup};
-use kernel::time::Ktime;
+use crate::compat::Instant;
 
 /// Whether the tracepoint `$tp` (a `bindings::__tracepoint_vir_*`) is enabled: its static key.
 #[cfg(all(CONFIG_TRACEPOINTS, CONFIG_JUMP_LABEL))]
@@ -87,16 +87,13 @@ pub(crate) fn map_enabled() -> bool {
 
 /// The start of an operation whose duration an event reports: the time now if `enabled`.
 #[inline(always)]
-pub(crate) fn start_if(enabled: bool) -> Option<Ktime> {
-    enabled.then(Ktime::ktime_get)
+pub(crate) fn start_if(enabled: bool) -> Option<Instant> {
+    enabled.then(Instant::now)
 }
 
 /// Nanoseconds since `start` (0 if the event was enabled during the operation).
-fn elapsed_ns(start: Option<Ktime>) -> u64 {
-    let Some(start) = start else {
-        return 0;
-    };
-    u64::try_from(Ktime::ktime_get().to_ns().saturating_sub(start.to_ns())).unwrap_or(0)
+fn elapsed_ns(start: Option<Instant>) -> u64 {
+    start.map_or(0, Instant::elapsed_ns)
 }
 
 /// The errno of a result, 0 for success, as events report it.
@@ -117,7 +114,7 @@ pub(crate) fn map(
     size: u64,
     pinned: u64,
     charged: u64,
-    start: Option<Ktime>,
+    start: Option<Instant>,
     result: &kernel::error::Result,
 ) {
     if map_enabled() {

@@ -10,6 +10,10 @@
 
 // The thin safe layer over C (the only modules with `unsafe` besides `bindings`).
 mod bindings;
+// What differs between the kernel lines' `kernel` crates, one file per line (chosen by Kbuild).
+#[cfg_attr(vir_kernel_line = "7.3", path = "compat/linux_7_3.rs")]
+#[cfg_attr(not(vir_kernel_line = "7.3"), path = "compat/linux_6_12.rs")]
+mod compat;
 mod debugfs;
 mod domain;
 mod driver;
@@ -39,7 +43,7 @@ mod kunit_tests;
 
 use kernel::prelude::*;
 
-module! {
+compat::vir_module! {
     type: VfioIommuRust,
     name: "vfio_iommu_rust",
     author: "vfio-iommu-rust developers",

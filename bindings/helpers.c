@@ -153,9 +153,14 @@ int vir_task_tgid(struct task_struct *task)
 	return task_tgid_nr(task);
 }
 
+/*
+ * The task's name, NUL-terminated and padded; a concurrent rename may give a mix of the two names
+ * (as 7.3's get_task_comm(), which copies without the task lock; 6.12's __get_task_comm()
+ * is gone in 7.x).
+ */
 void vir_task_comm(struct task_struct *task, char *buf, size_t len)
 {
-	__get_task_comm(buf, len, task);
+	strscpy_pad(buf, task->comm, len);
 }
 
 unsigned long vir_mm_locked_vm(struct mm_struct *mm)

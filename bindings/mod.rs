@@ -11,6 +11,8 @@
 #![allow(
     clippy::all,
     clippy::undocumented_unsafe_blocks,
+    clippy::ptr_as_ptr,
+    clippy::ref_as_ptr,
     dead_code,
     missing_docs,
     non_camel_case_types,
@@ -30,14 +32,14 @@ include!("bindings_generated.rs");
 
 // SAFETY: A `#[repr(C)]` struct of integers (and a zero-sized flexible array) without padding:
 // every bit pattern is a valid value, and none of its bytes are uninitialised.
-unsafe impl kernel::types::FromBytes for vfio_iommu_type1_dma_map {}
+unsafe impl crate::compat::FromBytes for vfio_iommu_type1_dma_map {}
 // SAFETY: As above.
-unsafe impl kernel::types::FromBytes for vfio_iommu_type1_dma_unmap {}
+unsafe impl crate::compat::FromBytes for vfio_iommu_type1_dma_unmap {}
 // SAFETY: As above.
-unsafe impl kernel::types::AsBytes for vfio_iommu_type1_dma_unmap {}
+unsafe impl crate::compat::AsBytes for vfio_iommu_type1_dma_unmap {}
 // SAFETY: As above.
-unsafe impl kernel::types::FromBytes for vfio_bitmap {}
+unsafe impl crate::compat::FromBytes for vfio_bitmap {}
 // SAFETY: As above.
-unsafe impl kernel::types::FromBytes for vfio_iommu_type1_dirty_bitmap {}
+unsafe impl crate::compat::FromBytes for vfio_iommu_type1_dirty_bitmap {}
 // SAFETY: As above.
-unsafe impl kernel::types::FromBytes for vfio_iommu_type1_dirty_bitmap_get {}
+unsafe impl crate::compat::FromBytes for vfio_iommu_type1_dirty_bitmap_get {}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# Build the test kernel (Debian linux-source-6.12 + scripts/kernel.config on top of tinyconfig) out of
+# Build the test kernel of the line VIR_KERNEL (Debian linux-source-<line> + scripts/kernel.config and
+# scripts/kernel-<line>.config if any, on top of tinyconfig) out of
 # tree, in a cache outside the clone keyed by kernel version, config fragments and rustc version.
 # VIR_VARIANT=debug adds scripts/kernel-debug.config and builds with LLVM=-19. A cache hit returns
 # at once. Prints the build directory (KDIR) on stdout, and nothing else: progress goes to stderr.
@@ -31,9 +32,9 @@ fi
 if [ ! -f "$src/Makefile" ]; then
 	stage "kernel: unpacking $VIR_KERNEL_PKG $(kernel_version) into $src"
 	tmp=$(mktemp -d "$VIR_CACHE/src/unpack.XXXXXX" 2>/dev/null || { mkdir -p "$VIR_CACHE/src"; mktemp -d "$VIR_CACHE/src/unpack.XXXXXX"; })
-	tar -C "$tmp" -xf /usr/src/linux-source-6.12.tar.*
+	tar -C "$tmp" -xf "$(kernel_tarball)"
 	rm -rf "$src"
-	mv "$tmp"/linux-source-6.12 "$src"
+	mv "$tmp/$VIR_KERNEL_PKG" "$src"
 	rmdir "$tmp"
 fi
 
@@ -64,10 +65,12 @@ while IFS= read -r line; do
 		bad=1
 	fi
 done < <(cat $(kernel_fragments) | awk '
-	# A later fragment overrides an earlier one: check the last word on each option.
+	# A later fragment overrides an earlier one: check the last word on each option. The fragment of
+	# a kernel line names the options that line no longer has ("# removed: CONFIG_X ...").
+	/^# removed: CONFIG_/ { gone[$3] = 1; next }
 	/^CONFIG_/ { o = $0; sub(/=.*/, "", o); last[o] = $0; order[++n] = o; next }
 	/^# CONFIG_.* is not set/ { o = $2; last[o] = $0; order[++n] = o; next }
-	END { for (i = 1; i <= n; i++) if (!(order[i] in done)) { done[order[i]] = 1; print last[order[i]] } }')
+	END { for (i = 1; i <= n; i++) if (!(order[i] in done) && !(order[i] in gone)) { done[order[i]] = 1; print last[order[i]] } }')
 [ $bad = 0 ] || die "kernel config fragment not satisfied (see $log.config)"
 
 jobs=$(nproc)

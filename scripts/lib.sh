@@ -9,9 +9,21 @@ VIR_CACHE=${VIR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vfio-iommu-rust}
 VIR_LOGDIR=${VIR_LOGDIR:-$VIR_ROOT/out/logs}
 mkdir -p "$VIR_CACHE" "$VIR_LOGDIR"
 
-# The kernel we build and test against; any 6.12.y from Debian's linux-source-6.12 works.
-VIR_KERNEL_PKG=linux-source-6.12
+# The kernel line we build and test against (`make check KERNEL=7.3`): 6.12 (the default, Debian's
+# linux-source-6.12 package, any 6.12.y) or 7.3 (linux-source-7.3 from trixie-backports, fetched by
+# setup.sh into the cache and never installed). Each line has its own cached kernel build.
+VIR_KERNEL=${VIR_KERNEL:-${KERNEL:-6.12}}
+case $VIR_KERNEL in
+6.12 | 7.3) ;;
+*) printf 'error: KERNEL=%s: the supported kernel lines are 6.12 and 7.3\n' "$VIR_KERNEL" >&2; exit 1 ;;
+esac
+export VIR_KERNEL
+VIR_KERNEL_PKG=linux-source-$VIR_KERNEL
+# bindgen-cli: 6.12 takes 0.69.5 (on PATH, with the system's libclang 14); 7.3 needs bindgen >= 0.71.1
+# with libclang >= 17, so it gets its own bindgen in the cache, run with LLVM 19's libclang.
 VIR_BINDGEN_VERSION=0.69.5
+VIR_BINDGEN_NEW_VERSION=0.72.1
+VIR_LIBCLANG_NEW=/usr/lib/llvm-19/lib
 
 export PATH="$HOME/.cargo/bin:$PATH"
 
@@ -30,12 +42,25 @@ run_logged() {
 	fi
 }
 
-# The full version of the installed linux-source-6.12 tarball, e.g. 6.12.117.
+# Where the line's source package lives: 6.12 is installed by apt (/usr/src); 7.3's .deb is only
+# unpacked into the cache (setup.sh), with its version beside it.
+kernel_debdir() { printf '%s/deb/%s' "$VIR_CACHE" "$VIR_KERNEL_PKG"; }
+
+# The tarball of the line's kernel source.
+kernel_tarball() {
+	local dir=/usr/src
+	[ "$VIR_KERNEL" = 6.12 ] || dir=$(kernel_debdir)/usr/src
+	ls "$dir/$VIR_KERNEL_PKG".tar.* 2>/dev/null | head -n1
+}
+
+# The full version of the line's kernel source, e.g. 6.12.117 or 7.3.4.
 kernel_version() {
-	local tarball
-	tarball=$(ls /usr/src/linux-source-6.12.tar.* 2>/dev/null | head -n1) || true
-	[ -n "$tarball" ] || die "linux-source-6.12 is not installed (run: make setup)"
-	dpkg-query -W -f='${Version}' "$VIR_KERNEL_PKG" | sed -E 's/-.*//'
+	[ -n "$(kernel_tarball)" ] || die "$VIR_KERNEL_PKG is not there (run: make setup KERNEL=$VIR_KERNEL)"
+	if [ "$VIR_KERNEL" = 6.12 ]; then
+		dpkg-query -W -f='${Version}' "$VIR_KERNEL_PKG" | sed -E 's/-.*//'
+	else
+		sed -E 's/-.*//' "$(kernel_debdir).version"
+	fi
 }
 
 rustc_version() { rustc --version | awk '{print $2}'; }
@@ -50,6 +75,7 @@ VIR_VARIANT=${VIR_VARIANT:-}
 # Config fragments of the variant, in merge order.
 kernel_fragments() {
 	echo "$VIR_ROOT/scripts/kernel.config"
+	[ -f "$VIR_ROOT/scripts/kernel-$VIR_KERNEL.config" ] && echo "$VIR_ROOT/scripts/kernel-$VIR_KERNEL.config"
 	[ "$VIR_VARIANT" = debug ] && echo "$VIR_ROOT/scripts/kernel-debug.config"
 	return 0
 }
@@ -57,8 +83,12 @@ kernel_fragments() {
 # Extra make arguments of the variant (the compiler); also needed to build modules against it.
 kernel_make_flags() {
 	[ "$VIR_VARIANT" = debug ] && echo "LLVM=-19"
+	[ "$VIR_KERNEL" = 6.12 ] || echo "BINDGEN=$(bindgen_new) LIBCLANG_PATH=$VIR_LIBCLANG_NEW"
 	return 0
 }
+
+# The newer bindgen of the 7.x lines (setup.sh installs it).
+bindgen_new() { printf '%s/tools/bindgen-%s/bin/bindgen' "$VIR_CACHE" "$VIR_BINDGEN_NEW_VERSION"; }
 
 # Cache key of the kernel build: kernel version, config fragments, rustc version (and the build
 # rev); the debug variant's key also names it and its clang.

@@ -7,6 +7,9 @@
 #   over the backend (tests/dpdk_test.c, Documentation/dpdk.rst).
 #   QEMU comes from bookworm-backports (10.0): the tests run it inside the guest as a VFIO user, and
 #   VFIO migration v2 (the only one 6.12 has) needs QEMU >= 8.0; bookworm's own is 7.2.
+#   Another kernel line (VIR_KERNEL or KERNEL=7.3): its linux-source-<line> .deb from trixie-backports,
+#   downloaded with an apt state of its own in the cache (the machine's apt sources and installed
+#   packages are untouched) and unpacked there; bindgen-cli 0.72.1 into the cache; libclang 19.
 # Usage: setup.sh [bench|debug|dkms]   (bench: also what `make bench` needs for its plot; debug: clang
 # and LLVM 19 for the debug kernel; dkms: DKMS, for `make install-check`)
 source "$(dirname "$0")/lib.sh"
@@ -20,6 +23,8 @@ DEB_PACKAGES=(
 [ "${1:-}" = bench ] && DEB_PACKAGES+=(python3-matplotlib)
 [ "${1:-}" = debug ] && DEB_PACKAGES+=(clang-19 lld-19 llvm-19)
 [ "${1:-}" = dkms ] && DEB_PACKAGES+=(dkms)
+# The 7.x lines' bindgen needs libclang >= 17 (Debian 12 has 19 beside its default 14).
+[ "$VIR_KERNEL" = 6.12 ] || DEB_PACKAGES+=(libclang1-19)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
@@ -81,6 +86,45 @@ if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
 	stage "setup: rustup component add rust-src"
 	run_logged "$VIR_LOGDIR/setup-rust-src.log" rustup component add rust-src ||
 		die "rustup component add rust-src failed"
+fi
+
+# A kernel line from trixie-backports: its source package only. The apt state lives in the cache
+# (lists, archives, a sources file naming only trixie-backports on this machine's Debian mirror), so
+# nothing else from trixie can be installed by it.
+if [ "$VIR_KERNEL" != 6.12 ] && [ -z "$(kernel_tarball)" ]; then
+	mirror=$(bookworm_mirror | head -n1 || true)
+	[ -n "$mirror" ] || die "no bookworm apt source found to derive the trixie-backports mirror from"
+	apt_dir=$VIR_CACHE/apt-trixie-backports
+	mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/sources.list.d" \
+		"$apt_dir/preferences.d"
+	printf 'Types: deb\nURIs: %s\nSuites: trixie-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+		"$mirror" >"$apt_dir/sources.list.d/trixie-backports.sources"
+	apt_opts=(-o Dir::Etc::sourcelist=/dev/null -o "Dir::Etc::sourceparts=$apt_dir/sources.list.d"
+		-o "Dir::Etc::preferencesparts=$apt_dir/preferences.d" -o "Dir::State::Lists=$apt_dir/lists"
+		-o "Dir::Cache=$apt_dir" -o Dir::Cache::archives="$apt_dir/archives"
+		-o Dir::State::status=/dev/null -o APT::Architecture=amd64)
+	stage "setup: downloading $VIR_KERNEL_PKG from trixie-backports ($mirror)"
+	log=$VIR_LOGDIR/setup-apt-$VIR_KERNEL_PKG.log
+	run_logged "$log" apt-get "${apt_opts[@]}" update || die "apt-get update of trixie-backports failed (see $log)"
+	version=$(apt-cache "${apt_opts[@]}" show "$VIR_KERNEL_PKG" 2>/dev/null |
+		awk '/^Version:/ { print $2; exit }')
+	[ -n "$version" ] || die "$VIR_KERNEL_PKG is not in trixie-backports"
+	tmp=$(mktemp -d "$VIR_CACHE/deb.XXXXXX")
+	(cd "$tmp" && run_logged "$log.download" apt-get "${apt_opts[@]}" download "$VIR_KERNEL_PKG=$version") ||
+		die "could not download $VIR_KERNEL_PKG $version (see $log.download)"
+	rm -rf "$(kernel_debdir)"
+	mkdir -p "$(kernel_debdir)"
+	dpkg-deb -x "$tmp"/"$VIR_KERNEL_PKG"_*.deb "$(kernel_debdir)"
+	rm -rf "$tmp"
+	echo "$version" >"$(kernel_debdir).version"
+	[ -n "$(kernel_tarball)" ] || die "$VIR_KERNEL_PKG $version has no source tarball"
+	info "setup: $VIR_KERNEL_PKG $version in $(kernel_debdir)"
+fi
+if [ "$VIR_KERNEL" != 6.12 ] && ! "$(bindgen_new)" --version 2>/dev/null | grep -q " $VIR_BINDGEN_NEW_VERSION\$"; then
+	stage "setup: cargo install bindgen-cli@$VIR_BINDGEN_NEW_VERSION into $VIR_CACHE/tools (about 2 minutes)"
+	run_logged "$VIR_LOGDIR/setup-bindgen-new.log" cargo install --locked --force \
+		--root "$VIR_CACHE/tools/bindgen-$VIR_BINDGEN_NEW_VERSION" "bindgen-cli@$VIR_BINDGEN_NEW_VERSION" ||
+		die "cargo install bindgen-cli@$VIR_BINDGEN_NEW_VERSION failed"
 fi
 
 if ! bindgen --version 2>/dev/null | grep -q " $VIR_BINDGEN_VERSION\$"; then

@@ -24,6 +24,7 @@
 #include <linux/pci_regs.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
+#include <linux/version.h>
 #include <linux/unaligned.h>
 #include <linux/vfio.h>
 
@@ -423,6 +424,30 @@ static long vir_reset(struct vir_mdev *m)
 	return 0;
 }
 
+/* A region's offset in the device fd, size and flags: the config space and BAR0, nothing else. */
+static int vir_region_info(struct vfio_region_info *region)
+{
+	if (region->index >= VFIO_PCI_NUM_REGIONS)
+		return -EINVAL;
+	region->offset = (u64)region->index << VIR_INDEX_SHIFT;
+	region->size = region->index == VFIO_PCI_CONFIG_REGION_INDEX ? VIR_CONFIG_SIZE :
+		       region->index == VFIO_PCI_BAR0_REGION_INDEX ? VIR_MDEV_BAR0_SIZE : 0;
+	region->flags = region->size ? VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE : 0;
+	return 0;
+}
+
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 19, 0)
+/*
+ * Newer VFIO cores (7.3 here; 6.12 has no such op) serve VFIO_DEVICE_GET_REGION_INFO themselves,
+ * through this op, and no longer pass it to .ioctl.
+ */
+static int vir_get_region_info_caps(struct vfio_device *vdev, struct vfio_region_info *info,
+				    struct vfio_info_cap *caps)
+{
+	return vir_region_info(info);
+}
+#endif
+
 /*
  * The vfio-pci ioctls QEMU needs: device, region and interrupt info (no interrupts: INTx, MSI and
  * MSI-X have none, error and request notification do not exist), and reset.
@@ -450,13 +475,9 @@ static long vir_vfio_ioctl(struct vir_mdev *m, unsigned int op, unsigned long ar
 		ret = vir_info_in(arg, &region, minsz);
 		if (ret)
 			return ret;
-		if (region.index >= VFIO_PCI_NUM_REGIONS)
-			return -EINVAL;
-		region.offset = (u64)region.index << VIR_INDEX_SHIFT;
-		region.size = region.index == VFIO_PCI_CONFIG_REGION_INDEX ? VIR_CONFIG_SIZE :
-			      region.index == VFIO_PCI_BAR0_REGION_INDEX ? VIR_MDEV_BAR0_SIZE : 0;
-		region.flags = region.size ?
-			       VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE : 0;
+		ret = vir_region_info(&region);
+		if (ret)
+			return ret;
 		return vir_info_out(arg, &region, minsz);
 	case VFIO_DEVICE_GET_IRQ_INFO:
 		minsz = offsetofend(struct vfio_irq_info, count);
@@ -808,6 +829,9 @@ static const struct vfio_device_ops vir_dev_ops = {
 	.write = vir_write,
 	.dma_unmap = vir_dma_unmap,
 	.close_device = vir_close_device,
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 19, 0)
+	.get_region_info_caps = vir_get_region_info_caps,
+#endif
 	/*
 	 * Required by the VFIO core on CONFIG_IOMMUFD kernels (NULL otherwise); the device is also
 	 * usable through iommufd then, as the kernel's mdev samples are.
