@@ -40,7 +40,7 @@ fi
 
 rm -rf "$out"
 mkdir -p "$out"
-log=$VIR_LOGDIR/kernel-build${VIR_VARIANT:+-$VIR_VARIANT}.log
+log=$VIR_LOGDIR/kernel-build-$VIR_KERNEL${VIR_VARIANT:+-$VIR_VARIANT}.log
 flags=$(kernel_make_flags)
 : >"$log"
 stage "kernel: configuring $(basename "$out") (log: $log)"
@@ -79,7 +79,7 @@ stage "kernel: building bzImage, modules and Rust metadata with -j$jobs $flags (
 start=$(date +%s)
 kmake -j"$jobs" bzImage modules >"$log" 2>&1 &
 pid=$!
-expect=$(cat "$VIR_CACHE/kernel-objects${VIR_VARIANT:+-$VIR_VARIANT}.count" 2>/dev/null || echo "")
+expect=$(cat "$VIR_CACHE/kernel-objects-$VIR_KERNEL${VIR_VARIANT:+-$VIR_VARIANT}.count" 2>/dev/null || echo "")
 while kill -0 $pid 2>/dev/null; do
 	sleep 20
 	n=$(grep -cE '^  (CC|RUSTC|AS|LD) ' "$log" || true)
@@ -93,7 +93,7 @@ if ! wait $pid; then
 	tail -n 20 "$log" | sed 's/^/       | /' >&2
 	exit 1
 fi
-grep -cE '^  (CC|RUSTC|AS|LD) ' "$log" >"$VIR_CACHE/kernel-objects${VIR_VARIANT:+-$VIR_VARIANT}.count" || true
+grep -cE '^  (CC|RUSTC|AS|LD) ' "$log" >"$VIR_CACHE/kernel-objects-$VIR_KERNEL${VIR_VARIANT:+-$VIR_VARIANT}.count" || true
 
 run_logged "$log.headers" kmake headers_install INSTALL_HDR_PATH="$out/usr" ||
 	die "headers_install failed"
