@@ -163,7 +163,7 @@ def main():
         )
         if target is not None or vs_iommufd:
             if not desc.startswith("&nbsp;"):
-                plotted.append((work, rt, ri, target))
+                plotted.append((work, rt, ri, target, 1.0 if vs_iommufd else None))
 
     growth_rows = []
     for works, desc, band in GROWTH:
@@ -229,21 +229,36 @@ def main():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        names = [w for w, _, _, _ in plotted]
+        from matplotlib.patches import Patch
+
+        def color(r, t):
+            if r is None or t is None:
+                return "tab:gray"
+            return "tab:green" if r <= t else "tab:red"
+
+        names = [p[0] for p in plotted]
         fig, ax = plt.subplots(figsize=(11, 0.42 * len(names) + 1.6))
         ys = range(len(names))
-        vt = [rt if rt is not None else 0 for _, rt, _, _ in plotted]
-        vi = [ri if ri is not None else 0 for _, _, ri, _ in plotted]
-        ax.barh([y - 0.2 for y in ys], vt, height=0.38, label="ours / type1",
-                color=["tab:green" if t is None or (r is not None and r <= t) else "tab:red"
-                       for _, r, _, t in plotted])
-        ax.barh([y + 0.2 for y in ys], vi, height=0.38, label="ours / iommufd",
-                color=["tab:blue" if r is None or r <= 1.0 else "tab:orange"
-                       for _, _, r, _ in plotted])
-        tg = [(y - 0.2, t) for y, (_, _, _, t) in zip(ys, plotted) if t is not None]
+        vt = [rt if rt is not None else 0 for _, rt, _, _, _ in plotted]
+        vi = [ri if ri is not None else 0 for _, _, ri, _, _ in plotted]
+        ax.barh([y - 0.2 for y in ys], vt, height=0.38,
+                color=[color(rt, t) for _, rt, _, t, _ in plotted])
+        ax.barh([y + 0.2 for y in ys], vi, height=0.38, hatch="//", edgecolor="white",
+                linewidth=0, color=[color(ri, t) for _, _, ri, _, t in plotted])
+        tg = [(y - 0.2, t) for y, (_, _, _, t, _) in zip(ys, plotted) if t is not None]
         if tg:
             ax.scatter([t for _, t in tg], [y for y, _ in tg], marker="|", s=250, color="black",
-                       label="target vs type1", zorder=3)
+                       zorder=3)
+        handles = [
+            Patch(facecolor="tab:gray", label="ours / type1 (upper bar)"),
+            Patch(facecolor="tab:gray", hatch="//", edgecolor="white",
+                  label="ours / iommufd (lower bar)"),
+            Patch(facecolor="tab:green", label="target met"),
+            Patch(facecolor="tab:red", label="target not met"),
+            Patch(facecolor="tab:gray", label="no target"),
+            plt.Line2D([], [], marker="|", linestyle="", markersize=15, color="black",
+                       label="target vs type1"),
+        ]
         ax.axvline(1.0, color="grey", linestyle=":")
         ax.set_yticks(list(ys))
         ax.set_yticklabels(names)
@@ -254,7 +269,7 @@ def main():
                       "no bar: not measured)")
         ax.set_title(f"vfio-iommu-rust vs type1 and iommufd, same boot, {date}")
         ax.invert_yaxis()
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
         fig.savefig(f"{outdir}/{date}.png", dpi=100)
         print(f"plot: {outdir}/{date}.png")
