@@ -33,6 +33,9 @@
 /* The vendor page of the contention workload, away from its 1 GiB at IOVA 0. */
 #define VENDOR_IOVA (2 * GIB)
 #define SMALL (64 * 1024ULL)
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#endif
 #ifndef MAP_HUGE_1GB
 #define MAP_HUGE_1GB (30U << MAP_HUGE_SHIFT)
 #endif
@@ -960,7 +963,7 @@ static void w_growth_4k(enum bk b, const char *tag)
 	size_t i;
 
 	ctx_open(b, WANT(EDU), &c);
-	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(sizes); i++) {
 		map_unmap(&c, HIGH_IOVA, anon, sizes[i].len, &tm, &tu);
 		report(tag, sizes[i].name, b, (tm + tu) * 1e6 / (sizes[i].len / PAGE), "ns");
 	}
@@ -981,7 +984,7 @@ static void w_growth_small(enum bk b, const char *tag)
 	size_t i;
 
 	ctx_open(b, WANT(EDU), &c);
-	for (i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
+	for (i = 0; i < ARRAY_SIZE(counts); i++)
 		report(tag, counts[i].name, b,
 		       many_maps(&c, HIGH_IOVA, counts[i].n) * 1e3 / counts[i].n, "us");
 	ctx_close(&c);
@@ -1062,7 +1065,7 @@ static const struct workload {
 	{ "mem_per_pinned_page", w_mem_pin, 16384 * PAGE, 0, true },
 };
 
-#define NWORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
+#define NWORKLOADS ARRAY_SIZE(workloads)
 
 static bool selected[NWORKLOADS];
 
@@ -1083,11 +1086,12 @@ static void select_workloads(void)
 			if (!strcmp(tok, workloads[i].name))
 				break;
 		if (i == NWORKLOADS) {
-			printf("# workloads:");
+			char names[1024] = "";
+
 			for (i = 0; i < NWORKLOADS; i++)
-				printf(" %s", workloads[i].name);
-			printf("\n");
-			failf("VIR_BENCH_ONLY: no workload %s", tok);
+				snprintf(names + strlen(names), sizeof(names) - strlen(names), " %s",
+					 workloads[i].name);
+			failf("VIR_BENCH_ONLY: no workload %s; the workloads:%s", tok, names);
 		}
 		selected[i] = true;
 	}
