@@ -5,7 +5,8 @@
 #   make demo     set up, build, boot the guest, show our backend serving a device's container
 #                 (QEMU=1: also the host's QEMU live migrating a VM over it, with dirty pages)
 #   make check    set up, build, boot the guest, run all tests: ends with "N passed, N failed"
-#   make bench    same-boot performance and memory comparison with type1 (bench/results/)
+#   make bench    same-boot performance and memory comparison with type1 and iommufd
+#                 (bench/results/); VIR_BENCH_ROUNDS=N, VIR_BENCH_ONLY=workload,... shorten it
 #   make check-debug  the suite on a KASAN/lockdep/kmemleak kernel, plus fault injection, stress,
 #                 200k fuzzed ioctls, 100k memory-churn steps and a kmemleak scan
 #   make fuzz     the two fuzzers on the debug kernel: 1e6 ioctls and 1e6 churn steps, or

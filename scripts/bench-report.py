@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
-"""Turn vir-bench's "BENCH <workload> <backend> <value> <unit>" lines into a markdown table (min and
-median per backend, ratio of medians ours/type1, the issue's target) and a bar plot of the ratios.
+"""Turn vir-bench's "BENCH <workload> <backend> <value> <unit>" and "BENCH-NA <workload> <backend>
+<reason>" lines into a markdown table (median and spread per backend: type1, iommufd and ours;
+the ratios ours/type1 and ours/iommufd; the issue's targets) and a bar plot of the ratios.
 
 Usage: bench-report.py TAP_LOG RESULTS_DIR KERNEL_VERSION ARCH NCPU [EMULATOR]
 Writes RESULTS_DIR/<date>.md and RESULTS_DIR/<date>.png and prints the table.
@@ -10,72 +11,214 @@ import datetime
 import statistics
 import sys
 
-# Workload -> (description, target ratio ours/type1, lower is better).
-WORKLOADS = {
-    "map_unmap_1g_4k": ("MAP_DMA + UNMAP_DMA, 1 GiB of 4K anonymous memory, one mapping", 0.8),
-    "map_unmap_1g_2m_hugetlb": ("MAP_DMA + UNMAP_DMA, 1 GiB of 2M hugetlb memory", 0.8),
-    "map_16k_64k_unmap_all": ("16,384 MAP_DMA of 64 KiB, then UNMAP_ALL", 1.0),
-    "get_bitmap_64g_sparse": ("GET_BITMAP over 64 GiB (mdev container, 64 pinned pages)", 0.5),
-    "pin_unpin_512": ("pin_pages + unpin_pages of 512 pages (vendor driver)", 1.0),
-    "mem_per_mapping": ("kernel memory per mapping (slab, mdev container)", 1.0),
-    "mem_per_pinned_page": ("kernel memory per vendor-pinned page (slab, incl. driver's 8 B)", 1.0),
-}
+BACKENDS = ("type1", "iommufd", "rust")
+
+# Rows of the table, in order: (workload, description, target of ours/type1 or None, whether
+# "ours <= iommufd" applies: the map workloads). Sub-rows (map and unmap of a map+unmap, the
+# informational measures) have no target.
+ROWS = [
+    ("map_unmap_1g_4k", "MAP+UNMAP 1 GiB, 4K (one mapping)", 0.75, True),
+    ("map_1g_4k", "&nbsp;&nbsp;MAP", None, False),
+    ("unmap_1g_4k", "&nbsp;&nbsp;UNMAP", None, False),
+    ("map_unmap_1g_4k_fresh", "MAP+UNMAP 1 GiB, 4K, fresh memory per sample", 0.75, True),
+    ("map_1g_4k_fresh", "&nbsp;&nbsp;MAP", None, False),
+    ("unmap_1g_4k_fresh", "&nbsp;&nbsp;UNMAP", None, False),
+    ("map_unmap_1g_thp", "MAP+UNMAP 1 GiB, THP", 0.30, True),
+    ("map_1g_thp", "&nbsp;&nbsp;MAP", None, False),
+    ("unmap_1g_thp", "&nbsp;&nbsp;UNMAP", None, False),
+    ("map_unmap_1g_2m_hugetlb", "MAP+UNMAP 1 GiB, 2M hugetlb", 0.30, True),
+    ("map_1g_2m_hugetlb", "&nbsp;&nbsp;MAP", None, False),
+    ("unmap_1g_2m_hugetlb", "&nbsp;&nbsp;UNMAP", None, False),
+    ("map_unmap_1g_1g_hugetlb", "MAP+UNMAP 1 GiB, one 1G hugetlb page", 0.30, True),
+    ("map_1g_1g_hugetlb", "&nbsp;&nbsp;MAP", None, False),
+    ("unmap_1g_1g_hugetlb", "&nbsp;&nbsp;UNMAP", None, False),
+    ("map_16k_64k_unmap_all", "16,384 MAP of 64 KiB + UNMAP_ALL", 0.9, True),
+    ("p2p_bar_map_unmap_1m", "MAP+UNMAP of a 1 MiB device BAR (p2p, VM_PFNMAP), per pair", None,
+     True),
+    ("growth_4k_256m", "growth: MAP+UNMAP 256 MiB, 4K, per page", None, True),
+    ("growth_4k_1g", "growth: MAP+UNMAP 1 GiB, 4K, per page", None, True),
+    ("growth_4k_2g", "growth: MAP+UNMAP 2 GiB, 4K, per page", None, True),
+    ("growth_small_4k", "growth: 4,096 x 64 KiB + UNMAP_ALL, per mapping", None, True),
+    ("growth_small_16k", "growth: 16,384 x 64 KiB + UNMAP_ALL, per mapping", None, True),
+    ("growth_small_64k", "growth: 65,535 x 64 KiB + UNMAP_ALL, per mapping", None, True),
+    ("get_bitmap_64g_sparse", "GET_BITMAP 64 GiB, sparse (mdev, 64 pinned pages)", 0.4, False),
+    ("get_bitmap_1g_all_dirty", "GET_BITMAP 1 GiB, all dirty (IOMMU-backed group)", None, False),
+    ("dirty_dense_256m_get_bitmap", "dense dirty 256 MiB (mdev, dma_rw every page): GET_BITMAP",
+     1.0, False),
+    ("dirty_dense_256m_rw", "&nbsp;&nbsp;the dma_rw writes, tracking on", None, False),
+    ("dirty_dense_256m_mem", "dense dirty 256 MiB: kernel memory (slab + vmalloc)", 1.0, False),
+    ("pin_unpin_512", "vendor pin+unpin 512 pages", 1.0, False),
+    ("contention_vendor_pin_p99", "vendor pin/unpin p99 during 1 GiB MAP+UNMAP", 0.1, False),
+    ("contention_vendor_pin_max", "vendor pin/unpin max during 1 GiB MAP+UNMAP", None, False),
+    ("mem_per_mapping", "kernel memory per mapping (slab, no pinning)", 1.0, False),
+    ("mem_per_pinned_page", "kernel memory per vendor-pinned page (slab, incl. driver's 8 B)", 1.0,
+     False),
+]
+
+# Growth: (workloads smallest to largest, description, allowed band of ours' largest/smallest).
+GROWTH = [
+    (("growth_4k_256m", "growth_4k_1g", "growth_4k_2g"),
+     "per-page cost 2 GiB / 256 MiB (4K MAP+UNMAP)", (0.85, 1.15)),
+    (("growth_small_4k", "growth_small_16k", "growth_small_64k"),
+     "per-mapping cost 65,535 / 4,096 mappings (64 KiB)", None),
+]
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    a = abs(v)
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
 
 
 def main():
     tap, outdir, kver, arch, ncpu = sys.argv[1:6]
     emulator = sys.argv[6] if len(sys.argv) > 6 else "QEMU"
-    values = {}
-    units = {}
+    values, units, na = {}, {}, {}
     for line in open(tap, errors="replace"):
         parts = line.strip().split()
+        if len(parts) >= 4 and parts[0] == "BENCH-NA":
+            na.setdefault((parts[1], parts[2]), " ".join(parts[3:]))
+            continue
         if len(parts) != 5 or parts[0] != "BENCH" or parts[1].startswith("warmup-"):
             continue
         _, work, backend, value, unit = parts
         values.setdefault((work, backend), []).append(float(value))
         units[work] = unit
+
+    notes = []  # footnote texts, numbered in order
+
+    def note(text):
+        if text not in notes:
+            notes.append(text)
+        return f"[{notes.index(text) + 1}]"
+
+    def measure(work, backend):
+        """The value a ratio uses: median for times, minimum for memory (unrelated allocations
+        during a memory sample only ever add to it)."""
+        v = values.get((work, backend))
+        if not v:
+            return None
+        return min(v) if units.get(work) == "bytes" else statistics.median(v)
+
+    def cell(work, backend):
+        v = values.get((work, backend))
+        if v:
+            u = units[work]
+            if len(v) == 1:
+                return f"{fmt(v[0])} {u}"
+            return f"{fmt(statistics.median(v))} {u} ({fmt(min(v))}-{fmt(max(v))})"
+        if (work, backend) in na:
+            return "n/a " + note(f"{backend}: {na[(work, backend)]}")
+        return "missing"
+
+    def ratio(work, other):
+        a, b = measure(work, "rust"), measure(work, other)
+        if a is None or b is None or b <= 0:
+            return None
+        return a / b
+
     date = datetime.date.today().isoformat()
-    rows = []
-    ratios = []
-    for work, (desc, target) in WORKLOADS.items():
-        t = values.get((work, "type1"), [])
-        r = values.get((work, "rust"), [])
-        if not t or not r:
-            rows.append(f"| {desc} | - | - | - | {target} | missing |")
+    rows, plotted = [], []
+    for work, desc, target, vs_iommufd in ROWS:
+        if not any((work, b) in values or (work, b) in na for b in BACKENDS):
             continue
-        # Times: ratio of medians. Memory: ratio of minimums (other allocations in the measuring
-        # window only ever add to a sample).
-        memory = units[work] == "bytes"
-        tm, rm = statistics.median(t), statistics.median(r)
-        tb, rb = (min(t), min(r)) if memory else (tm, rm)
-        ratio = rb / tb if tb else float("inf")
-        ratios.append((work, ratio, target))
-        unit = units[work]
-        verdict = "met" if ratio <= target else "NOT met"
+        rt, ri = ratio(work, "type1"), ratio(work, "iommufd")
+        checks = []
+        if target is not None:
+            if rt is None:
+                t1 = measure(work, "type1")
+                checks.append("? (no type1 value)" if t1 is None else
+                              f"? (type1 measured {fmt(t1)}: no ratio)")
+            else:
+                checks.append("ok" if rt <= target else "NOT met")
+        if vs_iommufd:
+            if ri is not None:
+                checks.append("ok" if ri <= 1.0 else "NOT met (vs iommufd)")
+            elif (work, "iommufd") in na:
+                checks.append("iommufd n/a")
+        tgt = []
+        if target is not None:
+            tgt.append(f"<= {target} x type1")
+        if vs_iommufd:
+            tgt.append("<= iommufd")
+        if not checks:
+            met = "-"
+        elif any(c.startswith("NOT") for c in checks):
+            met = "**" + ", ".join(c for c in checks if c.startswith("NOT")) + "**"
+        elif all(c == "ok" for c in checks):
+            met = "met"
+        else:
+            met = ", ".join(c for c in checks if c != "ok") or "met"
+            if "ok" in checks:
+                met = "met; " + met
         rows.append(
-            f"| {desc} | {min(t):.1f} / {tm:.1f} {unit} | {min(r):.1f} / {rm:.1f} {unit} "
-            f"| **{ratio:.2f}** | <= {target} | {verdict} |"
+            f"| {desc} | {cell(work, 'type1')} | {cell(work, 'iommufd')} | {cell(work, 'rust')} "
+            f"| {'**' + fmt(rt) + '**' if rt is not None else '-'} "
+            f"| {fmt(ri) if ri is not None else '-'} | {', '.join(tgt) or '-'} | {met} |"
         )
+        if target is not None or vs_iommufd:
+            if not desc.startswith("&nbsp;"):
+                plotted.append((work, rt, ri, target, 1.0 if vs_iommufd else None))
+
+    growth_rows = []
+    for works, desc, band in GROWTH:
+        slopes = {}
+        for b in BACKENDS:
+            lo, hi = measure(works[0], b), measure(works[-1], b)
+            slopes[b] = hi / lo if lo and hi is not None and lo > 0 else None
+        if all(s is None for s in slopes.values()):
+            continue
+        if band is None:
+            met, tgt = "-", "-"
+        elif slopes["rust"] is None:
+            met, tgt = "missing", f"{band[0]}-{band[1]}"
+        else:
+            ok = band[0] <= slopes["rust"] <= band[1]
+            met, tgt = ("met" if ok else "**NOT met**"), f"ours {band[0]}-{band[1]} (±15%)"
+        growth_rows.append(
+            f"| {desc} | {fmt(slopes['type1'])} | {fmt(slopes['iommufd'])} "
+            f"| {fmt(slopes['rust'])} | - | - | {tgt} | {met} |"
+        )
+
     n = max(len(v) for v in values.values()) if values else 0
     md = [
         f"# vfio-iommu-rust benchmark, {date}",
         "",
         f"Linux {kver} guest under QEMU TCG (q35, virtual VT-d with caching mode), {arch}, "
         f"host with {ncpu} cores; one boot, {n} measured runs per backend and workload after a "
-        "warm-up, alternating type1 and vfio_iommu_rust in the same process on the same memory.",
+        "warm-up, rotating type1, vfio_iommu_rust (ours) and iommufd in the same process on the "
+        "same memory (Documentation/benchmarks.rst).",
         f"Emulator: {emulator} (Documentation/benchmarks.rst says why the benchmark CPU has no fast "
         "short string bits).",
         "Times are wall-clock under TCG emulation: compare the ratios, not the absolute values.",
         "",
-        "Ratios: medians for times, minimums for memory (unrelated allocations during a memory "
-        "sample only ever add to it).",
+        "Cells: median (min-max) over the measured runs. Ratios: of medians for times, of minimums "
+        "for memory (unrelated allocations during a memory sample only ever add to it).",
         "",
-        "| workload | type1 min / median | rust min / median | ratio rust/type1 "
-        "| target | |",
-        "|---|---|---|---|---|---|",
+        "| workload | type1 | iommufd | ours | ours/type1 | ours/iommufd | target | |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
     ]
+    if growth_rows:
+        md += [
+            "Growth: the per-unit cost at the largest size over that at the smallest (medians; "
+            "1.0 is flat).",
+            "",
+            "| growth | type1 | iommufd | ours | | | target | |",
+            "|---|---|---|---|---|---|---|---|",
+            *growth_rows,
+            "",
+        ]
+    if notes:
+        md += ["Not measured:", ""]
+        md += [f"{i + 1}. {t}" for i, t in enumerate(notes)]
+        md.append("")
     text = "\n".join(md)
     with open(f"{outdir}/{date}.md", "w") as f:
         f.write(text)
@@ -86,17 +229,47 @@ def main():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(10.5, 4.5))
-        names = [w for w, _, _ in ratios]
-        ax.barh(names, [x for _, x, _ in ratios],
-                color=["tab:green" if x <= tgt else "tab:red" for _, x, tgt in ratios])
-        ax.scatter([tgt for _, _, tgt in ratios], names, marker="|", s=400, color="black",
-                   label="target")
+        from matplotlib.patches import Patch
+
+        def color(r, t):
+            if r is None or t is None:
+                return "tab:gray"
+            return "tab:green" if r <= t else "tab:red"
+
+        names = [p[0] for p in plotted]
+        fig, ax = plt.subplots(figsize=(11, 0.42 * len(names) + 1.6))
+        ys = range(len(names))
+        vt = [rt if rt is not None else 0 for _, rt, _, _, _ in plotted]
+        vi = [ri if ri is not None else 0 for _, _, ri, _, _ in plotted]
+        ax.barh([y - 0.2 for y in ys], vt, height=0.38,
+                color=[color(rt, t) for _, rt, _, t, _ in plotted])
+        ax.barh([y + 0.2 for y in ys], vi, height=0.38, hatch="//", edgecolor="white",
+                linewidth=0, color=[color(ri, t) for _, _, ri, _, t in plotted])
+        tg = [(y - 0.2, t) for y, (_, _, _, t, _) in zip(ys, plotted) if t is not None]
+        if tg:
+            ax.scatter([t for _, t in tg], [y for y, _ in tg], marker="|", s=250, color="black",
+                       zorder=3)
+        handles = [
+            Patch(facecolor="tab:gray", label="ours / type1 (upper bar)"),
+            Patch(facecolor="tab:gray", hatch="//", edgecolor="white",
+                  label="ours / iommufd (lower bar)"),
+            Patch(facecolor="tab:green", label="target met"),
+            Patch(facecolor="tab:red", label="target not met"),
+            Patch(facecolor="tab:gray", label="no target"),
+            plt.Line2D([], [], marker="|", linestyle="", markersize=15, color="black",
+                       label="target vs type1"),
+        ]
         ax.axvline(1.0, color="grey", linestyle=":")
-        ax.set_xlabel("vfio_iommu_rust / type1 (times: medians, memory: minimums; lower is better)")
-        ax.set_title(f"vfio-iommu-rust vs type1, same boot, {date}")
+        ax.set_yticks(list(ys))
+        ax.set_yticklabels(names)
+        positive = [x for x in vt + vi if x > 0]
+        if positive and max(positive) / min(positive) > 20:
+            ax.set_xscale("log")
+        ax.set_xlabel("ratio (times: medians, memory: minimums; lower is better; "
+                      "no bar: not measured)")
+        ax.set_title(f"vfio-iommu-rust vs type1 and iommufd, same boot, {date}")
         ax.invert_yaxis()
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
         fig.savefig(f"{outdir}/{date}.png", dpi=100)
         print(f"plot: {outdir}/{date}.png")

@@ -33,7 +33,7 @@ for src in "$VIR_ROOT"/tests/*_test.c "$VIR_ROOT"/tests/isolation/*_test.c \
 	run_logged "$VIR_LOGDIR/build-$name.log" gcc "${cflags[@]}" -pthread -o "$dest/$name" "$src" ||
 		die "building $name failed"
 done
-run_logged "$VIR_LOGDIR/build-bench.log" gcc "${cflags[@]}" -o "$out/vir-bench" \
+run_logged "$VIR_LOGDIR/build-bench.log" gcc "${cflags[@]}" -pthread -o "$out/vir-bench" \
 	"$VIR_ROOT/tests/bench/bench.c" || die "building the benchmark failed"
 run_logged "$VIR_LOGDIR/build-demo.log" gcc "${cflags[@]}" -o "$out/vir-demo" "$VIR_ROOT/tests/demo.c" ||
 	die "building the demo failed"
