@@ -168,6 +168,18 @@ impl DirtyPages {
     /// are skipped whole, and zero words one compare each: the cost follows the chunks present
     /// and the pages marked, not the size of `lo..hi`.
     pub(crate) fn for_each_in(&mut self, lo: u64, hi: u64, f: &mut impl FnMut(u64)) {
+        self.for_each_word_in(lo, hi, &mut |base, mut bits| {
+            while bits != 0 {
+                f(base + u64::from(bits.trailing_zeros()));
+                bits &= bits - 1;
+            }
+        });
+    }
+
+    /// Calls `f(base, bits)` for every word of marks in `lo..hi` that has one, in ascending order:
+    /// bit `i` of `bits` is page `base + i` (`base` a multiple of 64), and bits of pages outside
+    /// `lo..hi` are clear. A report of densely marked pages handles 64 of them per call.
+    pub(crate) fn for_each_word_in(&mut self, lo: u64, hi: u64, f: &mut impl FnMut(u64, u64)) {
         let Some(root) = self.root.as_deref() else {
             return;
         };
@@ -193,7 +205,9 @@ impl DirtyPages {
                 // Bits `from..to` of the chunk are in `lo..hi` (`lo < base + CHUNK_BITS`, `hi > base`).
                 let from = lo.saturating_sub(base);
                 let to = (hi - base).min(CHUNK_BITS);
-                for_each_chunk_bit(chunk, from as usize, to as usize, &mut |bit| f(base + bit as u64));
+                for_each_chunk_word(chunk, from as usize, to as usize, &mut |w, bits| {
+                    f(base + (w as u64) * 64, bits)
+                });
             }
             c += 1;
         }
@@ -243,8 +257,9 @@ fn set_chunk_bits(chunk: &mut Chunk, lo: usize, hi: usize) {
     }
 }
 
-/// Calls `f` with the set bits of `chunk` in `from..to` (`to` at most [`CHUNK_BITS`]), ascending.
-fn for_each_chunk_bit(chunk: &Chunk, from: usize, to: usize, f: &mut impl FnMut(usize)) {
+/// Calls `f(w, bits)` for the non-zero words `w` of `chunk` masked to the bits `from..to` (`to` at
+/// most [`CHUNK_BITS`]), ascending.
+fn for_each_chunk_word(chunk: &Chunk, from: usize, to: usize, f: &mut impl FnMut(usize, u64)) {
     if from >= to {
         return;
     }
@@ -264,9 +279,8 @@ fn for_each_chunk_bit(chunk: &Chunk, from: usize, to: usize, f: &mut impl FnMut(
         if w + 1 == end && to % 64 != 0 {
             bits &= (1u64 << (to % 64)) - 1;
         }
-        while bits != 0 {
-            f(w * 64 + bits.trailing_zeros() as usize);
-            bits &= bits - 1;
+        if bits != 0 {
+            f(w, bits);
         }
     }
 }
@@ -278,9 +292,11 @@ pub(crate) trait DirtySource {
     fn range(&self) -> IovaRange;
     /// Whether every page is dirty once, at the next report.
     fn all_dirty_once(&self) -> bool;
-    /// Calls `f` for the dirty page numbers in `lo..hi` (in `1 << pgshift` units from the start of
-    /// the mapping), in ascending order; a page may be reported more than once.
-    fn dirty_pages_in(&mut self, lo: u64, hi: u64, pgshift: u32, f: &mut dyn FnMut(u64));
+    /// Calls `f(base, bits)` for the dirty page numbers in `lo..hi` (in `1 << pgshift` units from
+    /// the start of the mapping), 64 at a time: bit `i` of `bits` is page `base + i`, `base` is a
+    /// multiple of 64, and no bit is set for a page outside `lo..hi`. A page may be reported more
+    /// than once, and the words need not come in order.
+    fn dirty_words_in(&mut self, lo: u64, hi: u64, pgshift: u32, f: &mut dyn FnMut(u64, u64));
 }
 
 /// A user bitmap of `VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP` or of an unmap.
@@ -355,15 +371,20 @@ impl UserBitmap {
                 set_bits(bytes, to_bit(lo), to_bit(hi));
                 touched = true;
             } else if !all {
-                mapping.dirty_pages_in(lo, hi, pgshift, &mut |page| {
+                // A word of marks at a time (dense tracking reports 64 pages per call). Its
+                // first page may lie below the window (`lo` not a multiple of 64), but none of
+                // its set bits do.
+                let origin = w * 64;
+                mapping.dirty_words_in(lo, hi, pgshift, &mut |base, bits| {
                     if !touched {
                         bytes.fill(0);
                         touched = true;
                     }
-                    // One bit per page (the callback runs for every marked page).
-                    let bit = to_bit(page);
-                    if let Some(b) = bytes.get_mut((bit / 8) as usize) {
-                        *b |= 1 << (bit % 8);
+                    let at = base + shift;
+                    if at >= origin {
+                        or_word(bytes, at - origin, bits);
+                    } else if origin - at < 64 {
+                        or_word(bytes, 0, bits >> (origin - at));
                     }
                 });
             }
@@ -419,6 +440,18 @@ pub(crate) fn set_bits(bytes: &mut [u8], first: u64, end: u64) {
     while bit < end {
         bytes[(bit / 8) as usize] |= 1 << (bit % 8);
         bit += 1;
+    }
+}
+
+/// ORs `bits` into the little-endian bitmap `bytes` with bit 0 at bit `pos`; bits that fall past
+/// the end of `bytes` are dropped.
+pub(crate) fn or_word(bytes: &mut [u8], pos: u64, bits: u64) {
+    let Ok(first) = usize::try_from(pos / 8) else {
+        return;
+    };
+    let wide = u128::from(bits) << (pos % 8);
+    for (k, b) in bytes.iter_mut().skip(first).take(9).enumerate() {
+        *b |= (wide >> (8 * k)) as u8;
     }
 }
 

@@ -418,7 +418,7 @@ impl DirtySource for DmaMapping {
     }
 
     /// Pages pinned by vendor drivers are dirty, and pages marked since the last report.
-    fn dirty_pages_in(&mut self, lo: u64, hi: u64, pgshift: u32, f: &mut dyn FnMut(u64)) {
+    fn dirty_words_in(&mut self, lo: u64, hi: u64, pgshift: u32, f: &mut dyn FnMut(u64, u64)) {
         let start = self.range.start;
         let mut cursor = compat::cursor_lower_bound_mut(&mut self.vendor_pins, &(start + (lo << pgshift)));
         while let Some(c) = cursor {
@@ -427,10 +427,10 @@ impl DirtySource for DmaMapping {
             if p >= hi {
                 break;
             }
-            f(p);
+            f(p & !63, 1 << (p % 64));
             cursor = c.move_next();
         }
-        self.dirty.for_each_in(lo, hi, &mut |p| f(p));
+        self.dirty.for_each_word_in(lo, hi, &mut |base, bits| f(base, bits));
     }
 }
 

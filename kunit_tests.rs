@@ -238,6 +238,37 @@ fn dirty_top() -> i32 {
     0
 }
 
+/// Marks a word at a time: `for_each_word_in` masks words to the range, and `or_word` places a word
+/// at any bit of a window, dropping what falls past its end.
+fn dirty_words() -> i32 {
+    let mut d = DirtyPages::new();
+    check!(d.mark(10, 200).is_ok());
+    let mut words = KVec::new();
+    let mut full = false;
+    d.for_each_word_in(5, 130, &mut |base, bits| {
+        full = words.push((base, bits), GFP_KERNEL).is_err();
+    });
+    check!(!full);
+    check!(words[..] == [(0, !0u64 << 10), (64, !0u64), (128, 0b11)]);
+    let mut n = 0u64;
+    d.for_each_word_in(201, 1 << 20, &mut |_, _| n += 1);
+    check!(n == 0);
+
+    let mut bytes = [0u8; 16];
+    dirty::or_word(&mut bytes, 0, 0xff);
+    check!(bytes[0] == 0xff && bytes[1] == 0);
+    dirty::or_word(&mut bytes, 12, 1);
+    check!(bytes[1] == 0x10);
+    dirty::or_word(&mut bytes, 60, 0xff);
+    check!(bytes[7] == 0xf0 && bytes[8] == 0x0f);
+    // Bits past the end are dropped; a position past it writes nothing.
+    dirty::or_word(&mut bytes, 124, !0);
+    check!(bytes[15] == 0xf0);
+    dirty::or_word(&mut bytes, 1 << 40, !0);
+    check!(bytes.iter().map(|b| b.count_ones()).sum::<u32>() == 8 + 1 + 8 + 4);
+    0
+}
+
 /// Sparse dirty bitmap: clearing frees everything, and marking works again after it; the memory
 /// for dense marking is no more than type1's bitmap.
 fn dirty_clear() -> i32 {
@@ -383,4 +414,4 @@ fn pgsizes() -> i32 {
     0
 }
 
-crate::compat::kunit_suite!(vfio_iommu_rust: iova_range, iova_list, bitmap_bits, user_bitmap, dirty_chunks, dirty_ranges, dirty_top, dirty_clear, dirty_exact, pgsizes);
+crate::compat::kunit_suite!(vfio_iommu_rust: iova_range, iova_list, bitmap_bits, user_bitmap, dirty_chunks, dirty_ranges, dirty_top, dirty_words, dirty_clear, dirty_exact, pgsizes);

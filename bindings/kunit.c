@@ -15,6 +15,7 @@ int vir_kunit_user_bitmap(void);
 int vir_kunit_dirty_chunks(void);
 int vir_kunit_dirty_ranges(void);
 int vir_kunit_dirty_top(void);
+int vir_kunit_dirty_words(void);
 int vir_kunit_dirty_clear(void);
 int vir_kunit_dirty_exact(void);
 int vir_kunit_pgsizes(void);
@@ -34,6 +35,7 @@ VIR_CASE(user_bitmap)
 VIR_CASE(dirty_chunks)
 VIR_CASE(dirty_ranges)
 VIR_CASE(dirty_top)
+VIR_CASE(dirty_words)
 VIR_CASE(dirty_clear)
 VIR_CASE(dirty_exact)
 VIR_CASE(pgsizes)
@@ -46,6 +48,7 @@ static struct kunit_case vir_cases[] = {
 	KUNIT_CASE(dirty_chunks),
 	KUNIT_CASE(dirty_ranges),
 	KUNIT_CASE(dirty_top),
+	KUNIT_CASE(dirty_words),
 	KUNIT_CASE(dirty_clear),
 	KUNIT_CASE(dirty_exact),
 	KUNIT_CASE(pgsizes),
