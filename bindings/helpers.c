@@ -233,6 +233,21 @@ static int vir_follow_fault_pfn(struct vm_area_struct *vma, struct mm_struct *mm
 	return ret;
 }
 
+/* Replaces the @n page pointers in @buf by their pfns, counting the reserved pages. */
+static void vir_pages_to_pfns(u64 *buf, long n, unsigned long *nr_reserved)
+{
+	struct page **pages = (struct page **)buf;
+	long i;
+
+	for (i = 0; i < n; i++) {
+		struct page *page = pages[i];
+
+		if (PageReserved(page))
+			(*nr_reserved)++;
+		buf[i] = page_to_pfn(page);
+	}
+}
+
 /*
  * type1's vaddr_get_pfns(): pin pages; if @vaddr has none, and its mapping is VM_PFNMAP (such as
  * another device's BAR, for peer-to-peer DMA), take its first pfn if it is MMIO or reserved memory,
@@ -245,20 +260,27 @@ long vir_pin_user_pfns(struct mm_struct *mm, unsigned long vaddr, unsigned long 
 	struct page **pages = (struct page **)buf;
 	struct vm_area_struct *vma;
 	unsigned long pfn;
-	long i, n;
+	long n;
 
 	BUILD_BUG_ON(sizeof(*pages) != sizeof(*buf));
+	/*
+	 * The owner's own MAP_DMA, the common case: GUP-fast walks the page tables without taking
+	 * mmap_lock or looking up VMAs, and falls back to the locked walk by itself for what it
+	 * cannot pin locklessly (as iommufd's pfn reader does for current->mm). If it pins
+	 * nothing, the locked path below decides (errors, VM_PFNMAP).
+	 */
+	if (mm == current->mm) {
+		n = pin_user_pages_fast(untagged_addr(vaddr), npages, flags, pages);
+		if (n > 0) {
+			vir_pages_to_pfns(buf, n, nr_reserved);
+			return n;
+		}
+	}
 	mmap_read_lock(mm);
 	vaddr = untagged_addr_remote(mm, vaddr);
 	n = pin_user_pages_remote(mm, vaddr, npages, flags, pages, NULL);
 	if (n > 0) {
-		for (i = 0; i < n; i++) {
-			struct page *page = pages[i];
-
-			if (PageReserved(page))
-				(*nr_reserved)++;
-			buf[i] = page_to_pfn(page);
-		}
+		vir_pages_to_pfns(buf, n, nr_reserved);
 		goto done;
 	}
 retry:
