@@ -14,6 +14,8 @@ import sys
 WORKLOADS = {
     "map_unmap_1g_4k": ("MAP_DMA + UNMAP_DMA, 1 GiB of 4K anonymous memory, one mapping", 0.8),
     "map_unmap_1g_2m_hugetlb": ("MAP_DMA + UNMAP_DMA, 1 GiB of 2M hugetlb memory", 0.8),
+    "map_unmap_512m_4k_fresh": ("MAP_DMA + UNMAP_DMA, 512 MiB of 4K memory faulted in for each run", 0.8),
+    "map_unmap_512m_thp_fresh": ("MAP_DMA + UNMAP_DMA, 512 MiB of THP memory faulted in for each run", 0.8),
     "map_16k_64k_unmap_all": ("16,384 MAP_DMA of 64 KiB, then UNMAP_ALL", 1.0),
     "get_bitmap_64g_sparse": ("GET_BITMAP over 64 GiB (mdev container, 64 pinned pages)", 0.5),
     "pin_unpin_512": ("pin_pages + unpin_pages of 512 pages (vendor driver)", 1.0),

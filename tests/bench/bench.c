@@ -11,9 +11,11 @@
 #include <time.h>
 #include "../vfio_test.h"
 #include "../mdev/vir_mdev.h"
+#include "profile.h"
 
 #define ROUNDS 5
 #define GIB (1ULL << 30)
+#define MIB (1ULL << 20)
 
 static int fail(const char *what, int err)
 {
@@ -71,25 +73,68 @@ static void report(const char *workload, enum vfio_backend b, double value, cons
 	fflush(stdout);
 }
 
-/* MAP_DMA + UNMAP_DMA of @len bytes at @buf in one mapping. */
-static double map_unmap(enum vfio_backend b, void *buf, size_t len)
+/* MAP_DMA + UNMAP_DMA of @len bytes at @buf in one mapping; profiled as @prof if it is given. */
+static double map_unmap(enum vfio_backend b, void *buf, size_t len, const char *prof)
 {
 	int container, group, err;
 	__u64 size;
 	double t0, t1;
 
 	open_on(b, env_int("VFIO_TEST_GROUP"), &container, &group);
+	if (prof)
+		prof_start();
 	t0 = now_ms();
 	err = dma_map(container, 0, (uintptr_t)buf, len, RW);
 	if (err)
 		fail("map", err);
 	err = dma_unmap(container, 0, len, 0, &size);
 	t1 = now_ms();
+	if (prof)
+		prof_stop(prof, name(b));
 	if (err || size != len)
 		fail("unmap", err ? err : EIO);
 	close(group);
 	close(container);
 	return t1 - t0;
+}
+
+/*
+ * map_unmap() of 512 MiB of memory allocated for the run and freed after it: 4K pages (THP off)
+ * faulted in page by page, which the page allocator hands out physically scattered once memory has
+ * been used (short physically contiguous runs, as in a process started on a busy host); or, with
+ * @thp, transparent huge pages.
+ */
+static double map_unmap_fresh(enum vfio_backend b, int thp, const char *prof)
+{
+	size_t len = 512 * MIB, i;
+	char *raw, *buf;
+	double t;
+
+	raw = mmap(NULL, len + 2 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (raw == MAP_FAILED)
+		fail("fresh memory", errno);
+	buf = (char *)(((uintptr_t)raw + 2 * MIB - 1) & ~(uintptr_t)(2 * MIB - 1));
+	if (madvise(buf, len, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE))
+		fail("madvise", errno);
+	for (i = 0; i < len; i += PAGE)
+		buf[i] = 1;
+	t = map_unmap(b, buf, len, prof);
+	munmap(raw, len + 2 * MIB);
+	return t;
+}
+
+/* Whether VIR_BENCH_ONLY (a comma-separated list of workloads) is unset or names @w. */
+static int selected(const char *w)
+{
+	const char *only = getenv("VIR_BENCH_ONLY");
+	size_t n = strlen(w);
+
+	for (const char *p = only; p && *p; p += strcspn(p, ",")) {
+		p += *p == ',';
+		if (!strncmp(p, w, n) && (p[n] == ',' || !p[n]))
+			return 1;
+	}
+	return !only || !*only;
 }
 
 /* 16384 mappings of 64 KiB, then UNMAP_ALL. */
@@ -256,6 +301,7 @@ int main(void)
 	enum vfio_backend order[2] = { BACKEND_TYPE1, BACKEND_RUST };
 	char *anon, *huge, *reserve;
 	__u64 *bitmap;
+	int rounds = getenv("VIR_BENCH_ROUNDS") ? atoi(getenv("VIR_BENCH_ROUNDS")) : ROUNDS;
 	int r, k, i;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -280,29 +326,36 @@ int main(void)
 			fail("sparse pages", errno);
 
 	/* Round 0 is the warm-up of each backend; it is reported as such and not counted. */
-	for (r = 0; r <= ROUNDS; r++) {
+	for (r = 0; r <= rounds; r++) {
 		for (k = 0; k < 2; k++) {
 			enum vfio_backend b = order[(r + k) % 2];
 			const char *tag = r ? "" : "warmup-";
 			char w[64];
 
+#define RUN(work, expr, unit)                                     \
+	do {                                                      \
+		const char *prof = work;                          \
+		(void)prof;                                       \
+		if (selected(work)) {                             \
+			snprintf(w, sizeof(w), "%s%s", tag, work); \
+			report(w, b, expr, unit);                 \
+		}                                                 \
+	} while (0)
+			prof_round = r;
 			use_backend(b);
-			snprintf(w, sizeof(w), "%smap_unmap_1g_4k", tag);
-			report(w, b, map_unmap(b, anon, GIB), "ms");
-			snprintf(w, sizeof(w), "%smap_unmap_1g_2m_hugetlb", tag);
-			report(w, b, map_unmap(b, huge, GIB), "ms");
-			snprintf(w, sizeof(w), "%smap_16k_64k_unmap_all", tag);
-			report(w, b, many_maps(b, anon), "ms");
-			snprintf(w, sizeof(w), "%sget_bitmap_64g_sparse", tag);
-			report(w, b, get_bitmap(b, reserve, bitmap), "ms");
-			snprintf(w, sizeof(w), "%spin_unpin_512", tag);
-			report(w, b, pin_unpin(b, anon), "ms");
+			RUN("map_unmap_1g_4k", map_unmap(b, anon, GIB, prof), "ms");
+			RUN("map_unmap_1g_2m_hugetlb", map_unmap(b, huge, GIB, prof), "ms");
+			RUN("map_unmap_512m_4k_fresh", map_unmap_fresh(b, 0, prof), "ms");
+			RUN("map_unmap_512m_thp_fresh", map_unmap_fresh(b, 1, prof), "ms");
+			RUN("map_16k_64k_unmap_all", many_maps(b, anon), "ms");
+			RUN("get_bitmap_64g_sparse", get_bitmap(b, reserve, bitmap), "ms");
+			RUN("pin_unpin_512", pin_unpin(b, anon), "ms");
 			if (r == 1 || r == 2) {
-				snprintf(w, sizeof(w), "mem_per_mapping");
-				report(w, b, mem_per_mapping(b, anon), "bytes");
-				snprintf(w, sizeof(w), "mem_per_pinned_page");
-				report(w, b, mem_per_pin(b, anon), "bytes");
+				tag = "";
+				RUN("mem_per_mapping", mem_per_mapping(b, anon), "bytes");
+				RUN("mem_per_pinned_page", mem_per_pin(b, anon), "bytes");
 			}
+#undef RUN
 		}
 	}
 	use_backend(BACKEND_RUST);
