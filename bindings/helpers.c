@@ -79,6 +79,16 @@ bool vir_domain_enforce_cache_coherency(struct iommu_domain *domain)
 	       domain->ops->enforce_cache_coherency(domain);
 }
 
+void vir_iotlb_gather_init(struct iommu_iotlb_gather *gather)
+{
+	iommu_iotlb_gather_init(gather);
+}
+
+void vir_iotlb_sync(struct iommu_domain *domain, struct iommu_iotlb_gather *gather)
+{
+	iommu_iotlb_sync(domain, gather);
+}
+
 int vir_group_resv_regions(struct iommu_group *group, u64 *out, int max)
 {
 	struct iommu_resv_region *r, *next;

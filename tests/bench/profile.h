@@ -6,7 +6,8 @@
  *
  *   VIR_BENCH_PERF=stat    counts, system-wide, the IOMMU core's map/unmap calls and the VT-d
  *                          driver's IOTLB flushes (one per sync) and invalidation submissions
- *   VIR_BENCH_PERF=record  a flat CPU profile (cpu-clock samples), top symbols
+ *   VIR_BENCH_PERF=record  a flat CPU profile (cpu-clock samples) of vir-bench's own time (its
+ *                          ioctls), top symbols
  *
  * Output: "PERF <workload> <backend> <perf line>" lines. Counts are exact; profile times are those
  * of the emulated CPU.
@@ -79,7 +80,7 @@ static void prof_stop(const char *workload, const char *backend)
 		f = fopen("/host/tmp/vir-perf.out", "r");
 	else
 		f = popen("chroot /host perf report -i /tmp/vir-perf.data --stdio --sort sym "
-			  "--percent-limit 0.7 -q 2>&1", "r");
+			  "--comm vir-bench --percentage relative --percent-limit 0.7 -q 2>&1", "r");
 	while (f && fgets(line, sizeof(line), f))
 		if (line[0] != '#' && line[0] != '\n')
 			printf("PERF %s %s %s", workload, backend, line);
