@@ -297,8 +297,22 @@ struct page *vir_pfn_to_page(unsigned long pfn)
 }
 
 /*
+ * The pages of the folio of @pfn (pinned memory that is not reserved) from @pfn to the folio's end.
+ * A folio's pages are all memory, and none of a pinned folio is reserved (hugetlb clears the flag of
+ * boot-time gigantic pages when it makes them folios), so they need no check of their own.
+ */
+static unsigned long vir_folio_pages_from(unsigned long pfn)
+{
+	struct page *page = pfn_to_page(pfn);
+	struct folio *folio = page_folio(page);
+
+	return folio_nr_pages(folio) - folio_page_idx(folio, page);
+}
+
+/*
  * Unpins the pinned pages of the range; MMIO and reserved pfns were never pinned (type1's put_pfn).
  * Returns how many pages were unpinned: the pages of the range that count as locked memory.
+ * Checks one page per folio: a 2 MiB folio is one check, not 512.
  */
 unsigned long vir_unpin_pfn_range(unsigned long pfn, unsigned long npages, bool dirty)
 {
@@ -309,7 +323,7 @@ unsigned long vir_unpin_pfn_range(unsigned long pfn, unsigned long npages, bool 
 			i++;
 		start = i;
 		while (i < npages && !vir_pfn_invalid_or_reserved(pfn + i))
-			i++;
+			i = min(npages, i + vir_folio_pages_from(pfn + i));
 		if (i > start) {
 			unpin_user_page_range_dirty_lock(pfn_to_page(pfn + start), i - start, dirty);
 			unpinned += i - start;
