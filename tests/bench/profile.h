@@ -50,7 +50,8 @@ static void prof_start(void)
 
 	if (!m)
 		return;
-	prof_pid = fork();
+	/* vfork: a fork would write-protect the benchmark's memory for copy-on-write. */
+	prof_pid = vfork();
 	if (prof_pid == 0) {
 		if (!strcmp(m, "stat"))
 			execl("/bin/chroot", "chroot", "/host", "perf", "stat", "-a", "-x,", "-o",
