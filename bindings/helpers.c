@@ -238,10 +238,32 @@ static int vir_follow_fault_pfn(struct vm_area_struct *vma, struct mm_struct *mm
 	return ret;
 }
 
+/* Replaces the @n page pointers of @buf by their pfns and counts the reserved pages among them. */
+static void vir_pages_to_pfns(u64 *buf, long n, unsigned long *nr_reserved)
+{
+	struct page **pages = (struct page **)buf;
+	long i;
+
+	BUILD_BUG_ON(sizeof(*pages) != sizeof(*buf));
+	for (i = 0; i < n; i++) {
+		struct page *page = pages[i];
+
+		if (PageReserved(page))
+			(*nr_reserved)++;
+		buf[i] = page_to_pfn(page);
+	}
+}
+
 /*
  * type1's vaddr_get_pfns(): pin pages; if @vaddr has none, and its mapping is VM_PFNMAP (such as
  * another device's BAR, for peer-to-peer DMA), take its first pfn if it is MMIO or reserved memory,
  * which is neither pinned nor charged.
+ *
+ * The calling task's own memory (MAP_DMA from the process that maps, nearly always) is pinned with
+ * pin_user_pages_fast(), as iommufd does (pfn_reader_user_pin()): page tables are walked without the
+ * mmap_lock or a VMA lookup, and what GUP-fast cannot pin goes through the slow path inside it with
+ * the same checks (FOLL_LONGTERM migration, faults). Only if that pins nothing is the VM_PFNMAP case
+ * looked at, under the mmap_lock.
  */
 long vir_pin_user_pfns(struct mm_struct *mm, unsigned long vaddr, unsigned long npages,
 		       bool write, u64 *buf, unsigned long *nr_reserved)
@@ -250,20 +272,20 @@ long vir_pin_user_pfns(struct mm_struct *mm, unsigned long vaddr, unsigned long 
 	struct page **pages = (struct page **)buf;
 	struct vm_area_struct *vma;
 	unsigned long pfn;
-	long i, n;
+	long n;
 
-	BUILD_BUG_ON(sizeof(*pages) != sizeof(*buf));
+	if (current->mm == mm && npages <= INT_MAX) {
+		n = pin_user_pages_fast(vaddr, npages, flags, pages);
+		if (n > 0) {
+			vir_pages_to_pfns(buf, n, nr_reserved);
+			return n;
+		}
+	}
 	mmap_read_lock(mm);
 	vaddr = untagged_addr_remote(mm, vaddr);
 	n = pin_user_pages_remote(mm, vaddr, npages, flags, pages, NULL);
 	if (n > 0) {
-		for (i = 0; i < n; i++) {
-			struct page *page = pages[i];
-
-			if (PageReserved(page))
-				(*nr_reserved)++;
-			buf[i] = page_to_pfn(page);
-		}
+		vir_pages_to_pfns(buf, n, nr_reserved);
 		goto done;
 	}
 retry:
