@@ -3,7 +3,7 @@
 //! IOMMU domains: a thin safe layer over the IOMMU API (`include/linux/iommu.h`).
 
 use crate::{bindings, group::IommuGroup, iova::IovaRange};
-use core::ptr::NonNull;
+use core::{mem::MaybeUninit, ptr::NonNull};
 use kernel::{
     error::to_result,
     prelude::*,
@@ -47,6 +47,17 @@ pub(crate) struct DomainInfo {
 }
 
 impl DomainInfo {
+    /// The smallest page size above `PAGE_SIZE` the domain can map, or 0 if it has none.
+    pub(crate) fn large_pgsize(&self) -> u64 {
+        let page = crate::mm::PAGE_SIZE;
+        let large = self.pgsize_bitmap & !(page | (page - 1));
+        if large == 0 {
+            0
+        } else {
+            1u64 << large.trailing_zeros()
+        }
+    }
+
     /// Whether a group attached to a domain with `self` may move to one with `other`.
     pub(crate) fn compatible(&self, other: &DomainInfo) -> bool {
         self.ops == other.ops && self.enforce_cache_coherency == other.enforce_cache_coherency
@@ -155,6 +166,71 @@ impl Domain {
     pub(crate) fn iova_to_phys(&self, iova: u64) -> u64 {
         // SAFETY: `ptr` is valid.
         unsafe { bindings::iommu_iova_to_phys(self.ptr.as_ptr(), iova) }
+    }
+
+    /// Runs `f` with a [`Gather`] for unmapping from this domain with deferred IOTLB
+    /// invalidation; what `f` leaves unsynced is synced when it returns.
+    pub(crate) fn with_gather<R>(&self, f: impl FnOnce(&mut Gather<'_>) -> R) -> R {
+        let mut raw = MaybeUninit::<bindings::iommu_iotlb_gather>::uninit();
+        // SAFETY: `raw` is valid for writes of a gather, which the helper initialises whole.
+        unsafe { bindings::vir_iotlb_gather_init(raw.as_mut_ptr()) };
+        // SAFETY: Initialised just above. `raw` stays in this frame, borrowed, until `g` is gone.
+        let raw = unsafe { raw.assume_init_mut() };
+        // INVARIANT: `raw` was initialised for unmaps of `self` and is pinned by the borrow.
+        let mut g = Gather { domain: self, raw, pending: false };
+        f(&mut g)
+    }
+}
+
+/// Unmapping from a domain with deferred IOTLB invalidation: `iommu_unmap_fast` into a
+/// `struct iommu_iotlb_gather`, and one `iommu_iotlb_sync` for many unmaps (type1's
+/// `unmap_unpin_fast()`). Made by [`Domain::with_gather`].
+///
+/// The device may still reach pages unmapped through it (through the IOTLB) until the next
+/// [`Gather::sync`] returns: their pins must be held until then.
+///
+/// # Invariants
+///
+/// `raw` was initialised by `iommu_iotlb_gather_init` and does not move while `self` exists (its
+/// free list points at itself); it gathers unmaps of `domain` only. `pending` is whether an unmap
+/// was gathered since the last sync.
+pub(crate) struct Gather<'a> {
+    domain: &'a Domain,
+    raw: &'a mut bindings::iommu_iotlb_gather,
+    pending: bool,
+}
+
+impl Gather<'_> {
+    /// Unmaps up to `size` bytes at `iova`, without invalidating the IOTLB yet, and returns how many
+    /// bytes were unmapped (as [`Domain::unmap`]: more than `size` when a large page covers more,
+    /// 0 if nothing was mapped at `iova`).
+    pub(crate) fn unmap(&mut self, iova: u64, size: u64) -> u64 {
+        self.pending = true;
+        // SAFETY: `domain` is valid and `raw` is an initialised gather of it (type invariants).
+        unsafe {
+            bindings::iommu_unmap_fast(self.domain.ptr.as_ptr(), iova as usize, size as usize, &mut *self.raw)
+                as u64
+        }
+    }
+
+    /// Invalidates the IOTLB for everything unmapped since the last sync; afterwards the device can
+    /// no longer reach those pages.
+    pub(crate) fn sync(&mut self) {
+        if !self.pending {
+            return;
+        }
+        // SAFETY: `domain` is valid and `raw` is an initialised gather of it (type invariants);
+        // the helper leaves it initialised.
+        unsafe { bindings::vir_iotlb_sync(self.domain.ptr.as_ptr(), &mut *self.raw) };
+        self.pending = false;
+    }
+}
+
+impl Drop for Gather<'_> {
+    fn drop(&mut self) {
+        // Nothing unmapped may stay reachable, and the page tables the unmaps freed are released
+        // by the sync.
+        self.sync();
     }
 }
 

@@ -79,6 +79,16 @@ bool vir_domain_enforce_cache_coherency(struct iommu_domain *domain)
 	       domain->ops->enforce_cache_coherency(domain);
 }
 
+void vir_iotlb_gather_init(struct iommu_iotlb_gather *gather)
+{
+	iommu_iotlb_gather_init(gather);
+}
+
+void vir_iotlb_sync(struct iommu_domain *domain, struct iommu_iotlb_gather *gather)
+{
+	iommu_iotlb_sync(domain, gather);
+}
+
 int vir_group_resv_regions(struct iommu_group *group, u64 *out, int max)
 {
 	struct iommu_resv_region *r, *next;
@@ -233,12 +243,13 @@ static int vir_follow_fault_pfn(struct vm_area_struct *vma, struct mm_struct *mm
 	return ret;
 }
 
-/* Replaces the @n page pointers in @buf by their pfns, counting the reserved pages. */
+/* Replaces the @n page pointers of @buf by their pfns and counts the reserved pages among them. */
 static void vir_pages_to_pfns(u64 *buf, long n, unsigned long *nr_reserved)
 {
 	struct page **pages = (struct page **)buf;
 	long i;
 
+	BUILD_BUG_ON(sizeof(*pages) != sizeof(*buf));
 	for (i = 0; i < n; i++) {
 		struct page *page = pages[i];
 
@@ -252,6 +263,12 @@ static void vir_pages_to_pfns(u64 *buf, long n, unsigned long *nr_reserved)
  * type1's vaddr_get_pfns(): pin pages; if @vaddr has none, and its mapping is VM_PFNMAP (such as
  * another device's BAR, for peer-to-peer DMA), take its first pfn if it is MMIO or reserved memory,
  * which is neither pinned nor charged.
+ *
+ * The calling task's own memory (MAP_DMA from the process that maps, nearly always) is pinned with
+ * pin_user_pages_fast(), as iommufd does (pfn_reader_user_pin()): page tables are walked without the
+ * mmap_lock or a VMA lookup, and what GUP-fast cannot pin goes through the slow path inside it with
+ * the same checks (FOLL_LONGTERM migration, faults). Only if that pins nothing is the VM_PFNMAP case
+ * looked at, under the mmap_lock.
  */
 long vir_pin_user_pfns(struct mm_struct *mm, unsigned long vaddr, unsigned long npages,
 		       bool write, u64 *buf, unsigned long *nr_reserved)
@@ -262,14 +279,8 @@ long vir_pin_user_pfns(struct mm_struct *mm, unsigned long vaddr, unsigned long 
 	unsigned long pfn;
 	long n;
 
-	BUILD_BUG_ON(sizeof(*pages) != sizeof(*buf));
-	/*
-	 * The owner's own MAP_DMA, the common case: GUP-fast walks the page tables without taking
-	 * mmap_lock or looking up VMAs, and falls back to the locked walk by itself for what it
-	 * cannot pin locklessly (as iommufd's pfn reader does for current->mm). If it pins
-	 * nothing, the locked path below decides (errors, VM_PFNMAP).
-	 */
-	if (mm == current->mm) {
+	/* GUP-fast takes an int count (our batches are far smaller). */
+	if (mm == current->mm && npages <= INT_MAX) {
 		n = pin_user_pages_fast(untagged_addr(vaddr), npages, flags, pages);
 		if (n > 0) {
 			vir_pages_to_pfns(buf, n, nr_reserved);
@@ -314,8 +325,22 @@ struct page *vir_pfn_to_page(unsigned long pfn)
 }
 
 /*
+ * The pages of the folio of @pfn (pinned memory that is not reserved) from @pfn to the folio's end.
+ * A folio's pages are all memory, and none of a pinned folio is reserved (hugetlb clears the flag of
+ * boot-time gigantic pages when it makes them folios), so they need no check of their own.
+ */
+static unsigned long vir_folio_pages_from(unsigned long pfn)
+{
+	struct page *page = pfn_to_page(pfn);
+	struct folio *folio = page_folio(page);
+
+	return folio_nr_pages(folio) - folio_page_idx(folio, page);
+}
+
+/*
  * Unpins the pinned pages of the range; MMIO and reserved pfns were never pinned (type1's put_pfn).
  * Returns how many pages were unpinned: the pages of the range that count as locked memory.
+ * Checks one page per folio: a 2 MiB folio is one check, not 512.
  */
 unsigned long vir_unpin_pfn_range(unsigned long pfn, unsigned long npages, bool dirty)
 {
@@ -326,7 +351,7 @@ unsigned long vir_unpin_pfn_range(unsigned long pfn, unsigned long npages, bool 
 			i++;
 		start = i;
 		while (i < npages && !vir_pfn_invalid_or_reserved(pfn + i))
-			i++;
+			i = min(npages, i + vir_folio_pages_from(pfn + i));
 		if (i > start) {
 			unpin_user_page_range_dirty_lock(pfn_to_page(pfn + start), i - start, dirty);
 			unpinned += i - start;

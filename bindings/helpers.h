@@ -30,6 +30,15 @@ void vir_domain_info(struct iommu_domain *domain, struct vir_domain_info *info);
 bool vir_domain_enforce_cache_coherency(struct iommu_domain *domain);
 
 /*
+ * Deferred IOTLB invalidation (type1's unmap_unpin_fast()): iommu_unmap_fast() gathers into a
+ * gather initialised by vir_iotlb_gather_init(); vir_iotlb_sync() invalidates what was gathered
+ * (iommu_iotlb_sync(), which also frees the page-table pages the unmaps released) and
+ * re-initialises the gather.
+ */
+void vir_iotlb_gather_init(struct iommu_iotlb_gather *gather);
+void vir_iotlb_sync(struct iommu_domain *domain, struct iommu_iotlb_gather *gather);
+
+/*
  * Reserved regions of @group, copied into @out as (start, length, enum iommu_resv_type) triples
  * (at most @max regions); returns how many the group has (which may be more than @max), or a
  * negative errno.

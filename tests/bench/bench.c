@@ -24,6 +24,7 @@
 #include <linux/iommufd.h>
 #include "../vfio_test.h"
 #include "../edu.h"
+#include "profile.h"
 #include "../mdev/vir_mdev.h"
 
 #define GIB (1ULL << 30)
@@ -524,9 +525,11 @@ static void map_unmap_1g(enum bk b, const char *tag, const char *kind, const voi
 	char w[64];
 
 	ctx_open(b, WANT(EDU), &c);
-	map_unmap(&c, 0, va, GIB, &tm, &tu);
-	ctx_close(&c);
 	snprintf(w, sizeof(w), "map_unmap_1g_%s", kind);
+	prof_start();
+	map_unmap(&c, 0, va, GIB, &tm, &tu);
+	prof_stop(w, bk_name[b]);
+	ctx_close(&c);
 	report(tag, w, b, tm + tu, "ms");
 	snprintf(w, sizeof(w), "map_1g_%s", kind);
 	report(tag, w, b, tm, "ms");
@@ -1161,6 +1164,7 @@ int main(void)
 
 	/* Round 0 is the warm-up of each backend; it is reported as such and not counted. */
 	for (r = 0; r <= rounds; r++) {
+		prof_round = r;
 		for (k = 0; k < NBACKENDS; k++) {
 			enum bk b = order[(r + k) % NBACKENDS];
 			const char *tag = r ? "" : "warmup-";
