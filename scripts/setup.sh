@@ -7,6 +7,7 @@
 #   over the backend (tests/dpdk_test.c, Documentation/dpdk.rst).
 #   QEMU comes from bookworm-backports (10.0): the tests run it inside the guest as a VFIO user, and
 #   VFIO migration v2 (the only one 6.12 has) needs QEMU >= 8.0; bookworm's own is 7.2.
+#   uuid-dev: the static libuuid the upstream VFIO selftests link (scripts/build-vfio-selftests.sh).
 # Usage: setup.sh [bench|debug|dkms]   (bench: also what `make bench` needs for its plot; debug: clang
 # and LLVM 19 for the debug kernel; dkms: DKMS, for `make install-check`)
 source "$(dirname "$0")/lib.sh"
@@ -14,7 +15,7 @@ source "$(dirname "$0")/lib.sh"
 DEB_PACKAGES=(
 	linux-source-6.12 busybox-static cpio kmod
 	clang libclang-dev llvm lld flex bison bc libelf-dev libssl-dev
-	gcc make xz-utils zstd pahole python3 rsync
+	gcc make xz-utils zstd pahole python3 rsync uuid-dev
 	dpdk dpdk-dev librte-net-virtio23 librte-net-null23 librte-mempool-ring23
 )
 [ "${1:-}" = bench ] && DEB_PACKAGES+=(python3-matplotlib)
