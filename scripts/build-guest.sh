@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # Build the guest: the static test binaries (kselftest harness from the kernel tree, uAPI headers of
-# the kernel under test) and a busybox initramfs with the VFIO modules, our module (installed by
-# `make install`), kmod's modprobe and the tests.
+# the kernel under test), the upstream VFIO selftests (scripts/build-vfio-selftests.sh) and a busybox
+# initramfs with the VFIO modules, our module (installed by `make install`), kmod's modprobe and the
+# tests.
 # Usage: build-guest.sh KDIR
 source "$(dirname "$0")/lib.sh"
 
@@ -39,7 +40,7 @@ run_logged "$VIR_LOGDIR/build-demo.log" gcc "${cflags[@]}" -o "$out/vir-demo" "$
 	die "building the demo failed"
 run_logged "$VIR_LOGDIR/build-demo-qemu.log" gcc "${cflags[@]}" -o "$out/vir-demo-qemu" \
 	"$VIR_ROOT/tests/demo_qemu.c" || die "building the QEMU demo failed"
-
+bash "$VIR_ROOT/scripts/build-vfio-selftests.sh" "$out/tests-upstream"
 
 stage "guest: building the test vendor driver (tests/mdev)"
 run_logged "$VIR_LOGDIR/build-vir_mdev.log" bash "$VIR_ROOT/scripts/build-module.sh" "$kdir" \
@@ -49,7 +50,7 @@ run_logged "$VIR_LOGDIR/build-vir_mdev.log" bash "$VIR_ROOT/scripts/build-module
 stage "guest: building initramfs"
 root=$out/root
 rm -rf "$root"
-mkdir -p "$root"/{bin,dev,proc,sys,tmp,tests,tests-isolation,tests-debug,lib/modules}
+mkdir -p "$root"/{bin,dev,proc,sys,tmp,tests,tests-isolation,tests-debug,tests-upstream,lib/modules}
 cp /bin/busybox "$root/bin/busybox"
 cp "$VIR_ROOT/tests/guest/init" "$root/init"
 cp "$VIR_ROOT/tests/guest/demo.sh" "$root/demo.sh"
@@ -58,6 +59,7 @@ cp "$out/vir-bench" "$root/bin/vir-bench"
 cp "$out"/tests/* "$root/tests/"
 cp "$out"/tests-isolation/* "$root/tests-isolation/"
 cp "$out"/tests-debug/* "$root/tests-debug/"
+cp "$out"/tests-upstream/* "$root/tests-upstream/"
 cp -a "$modroot" "$root/lib/modules/"
 rm -f "$root/lib/modules/$release"/{build,source}
 mkdir -p "$root/lib/modules/$release/extra"

@@ -119,4 +119,20 @@ build_module_and_guest() {
 }
 
 kernel_srcdir() { printf '%s/src/linux-%s' "$VIR_CACHE" "$(kernel_version)"; }
+
+# The kernel tree the upstream VFIO selftests (tools/testing/selftests/vfio, new in 6.18) are built
+# from: the newest of the cached trees $VIR_CACHE/src/linux-<version> (setup.sh unpacks them) that has
+# them, or $VIR_VFIO_SELFTESTS_SRC. Prints nothing if there is none. The 6.12 tree has no
+# selftests/vfio: its guests run the newer line's selftests (scripts/build-vfio-selftests.sh).
+vfio_selftests_src() {
+	if [ -n "${VIR_VFIO_SELFTESTS_SRC:-}" ]; then
+		echo "$VIR_VFIO_SELFTESTS_SRC"
+		return 0
+	fi
+	local d
+	for d in "$VIR_CACHE"/src/linux-[0-9]*/tools/testing/selftests/vfio; do
+		if [ -f "$d/Makefile" ]; then echo "${d%/tools/testing/selftests/vfio}"; fi
+	done | sort -V | tail -n1
+	return 0
+}
 kernel_builddir() { printf '%s/kernel/%s' "$VIR_CACHE" "$(kernel_key)"; }

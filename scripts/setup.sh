@@ -10,6 +10,7 @@
 #   Another kernel line (VIR_KERNEL or KERNEL=7.3): its linux-source-<line> .deb from trixie-backports,
 #   downloaded with an apt state of its own in the cache (the machine's apt sources and installed
 #   packages are untouched) and unpacked there; bindgen-cli 0.72.1 into the cache; libclang 19.
+#   uuid-dev: the static libuuid the upstream VFIO selftests link (scripts/build-vfio-selftests.sh).
 # Usage: setup.sh [bench|debug|dkms]   (bench: also what `make bench` needs for its plot; debug: clang
 # and LLVM 19 for the debug kernel; dkms: DKMS, for `make install-check`)
 source "$(dirname "$0")/lib.sh"
@@ -17,7 +18,7 @@ source "$(dirname "$0")/lib.sh"
 DEB_PACKAGES=(
 	linux-source-6.12 busybox-static cpio kmod
 	clang libclang-dev llvm lld flex bison bc libelf-dev libssl-dev
-	gcc make xz-utils zstd pahole python3 rsync
+	gcc make xz-utils zstd pahole python3 rsync uuid-dev
 	dpdk dpdk-dev librte-net-virtio23 librte-net-null23 librte-mempool-ring23
 )
 [ "${1:-}" = bench ] && DEB_PACKAGES+=(python3-matplotlib)
@@ -91,7 +92,11 @@ fi
 # A kernel line from trixie-backports: its source package only. The apt state lives in the cache
 # (lists, archives, a sources file naming only trixie-backports on this machine's Debian mirror), so
 # nothing else from trixie can be installed by it.
-if [ "$VIR_KERNEL" != 6.12 ] && [ -z "$(kernel_tarball)" ]; then
+# Every line needs 7.3's source: the upstream VFIO selftests (new in 6.18) are built from it for
+# every guest (scripts/build-vfio-selftests.sh). So it is fetched for 6.12 too.
+VIR_KERNEL_MAIN=$VIR_KERNEL
+[ "$VIR_KERNEL" = 6.12 ] && VIR_KERNEL=7.3 VIR_KERNEL_PKG=linux-source-7.3
+if [ -z "$(kernel_tarball)" ]; then
 	mirror=$(bookworm_mirror | head -n1 || true)
 	[ -n "$mirror" ] || die "no bookworm apt source found to derive the trixie-backports mirror from"
 	apt_dir=$VIR_CACHE/apt-trixie-backports
@@ -120,6 +125,7 @@ if [ "$VIR_KERNEL" != 6.12 ] && [ -z "$(kernel_tarball)" ]; then
 	[ -n "$(kernel_tarball)" ] || die "$VIR_KERNEL_PKG $version has no source tarball"
 	info "setup: $VIR_KERNEL_PKG $version in $(kernel_debdir)"
 fi
+VIR_KERNEL=$VIR_KERNEL_MAIN VIR_KERNEL_PKG=linux-source-$VIR_KERNEL_MAIN
 if [ "$VIR_KERNEL" != 6.12 ] && ! "$(bindgen_new)" --version 2>/dev/null | grep -q " $VIR_BINDGEN_NEW_VERSION\$"; then
 	stage "setup: cargo install bindgen-cli@$VIR_BINDGEN_NEW_VERSION into $VIR_CACHE/tools (about 2 minutes)"
 	run_logged "$VIR_LOGDIR/setup-bindgen-new.log" cargo install --locked --force \
