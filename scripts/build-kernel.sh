@@ -31,11 +31,7 @@ fi
 
 if [ ! -f "$src/Makefile" ]; then
 	stage "kernel: unpacking $VIR_KERNEL_PKG $(kernel_version) into $src"
-	tmp=$(mktemp -d "$VIR_CACHE/src/unpack.XXXXXX" 2>/dev/null || { mkdir -p "$VIR_CACHE/src"; mktemp -d "$VIR_CACHE/src/unpack.XXXXXX"; })
-	tar -C "$tmp" -xf "$(kernel_tarball)"
-	rm -rf "$src"
-	mv "$tmp/$VIR_KERNEL_PKG" "$src"
-	rmdir "$tmp"
+	unpack_kernel_src
 fi
 
 rm -rf "$out"

@@ -18,16 +18,9 @@ mkdir -p "$dest"
 src=$(vfio_selftests_src)
 if [ -z "$src" ]; then
 	# Unpack the 7.3 source setup.sh downloaded (build-kernel.sh would, for KERNEL=7.3).
-	tarball=$(VIR_KERNEL=7.3 VIR_KERNEL_PKG=linux-source-7.3 kernel_tarball)
-	if [ -n "$tarball" ]; then
-		version=$(sed -E 's/-.*//' "$(VIR_KERNEL_PKG=linux-source-7.3 kernel_debdir).version")
-		stage "guest: unpacking linux-source-7.3 $version for the upstream VFIO selftests"
-		tmp=$(mktemp -d "$VIR_CACHE/src/unpack.XXXXXX")
-		tar -C "$tmp" -xf "$tarball"
-		if [ ! -d "$VIR_CACHE/src/linux-$version" ]; then
-			mv "$tmp/linux-source-7.3" "$VIR_CACHE/src/linux-$version"
-		fi
-		rm -rf "$tmp"
+	if [ -n "$(VIR_KERNEL=7.3 VIR_KERNEL_PKG=linux-source-7.3 kernel_tarball)" ]; then
+		stage "guest: unpacking linux-source-7.3 for the upstream VFIO selftests"
+		(VIR_KERNEL=7.3 VIR_KERNEL_PKG=linux-source-7.3 && unpack_kernel_src)
 		src=$(vfio_selftests_src)
 	fi
 fi

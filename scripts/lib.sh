@@ -120,6 +120,19 @@ build_module_and_guest() {
 
 kernel_srcdir() { printf '%s/src/linux-%s' "$VIR_CACHE" "$(kernel_version)"; }
 
+# Unpacks the line's source tarball into kernel_srcdir (replacing what is there), through a
+# temporary directory in the cache so that an interrupted unpack leaves no half tree behind.
+unpack_kernel_src() {
+	local src tmp
+	src=$(kernel_srcdir)
+	mkdir -p "$VIR_CACHE/src"
+	tmp=$(mktemp -d "$VIR_CACHE/src/unpack.XXXXXX")
+	tar -C "$tmp" -xf "$(kernel_tarball)"
+	rm -rf "$src"
+	mv "$tmp/$VIR_KERNEL_PKG" "$src"
+	rmdir "$tmp"
+}
+
 # The kernel tree the upstream VFIO selftests (tools/testing/selftests/vfio, new in 6.18) are built
 # from: the newest of the cached trees $VIR_CACHE/src/linux-<version> (setup.sh unpacks them) that has
 # them, or $VIR_VFIO_SELFTESTS_SRC. Prints nothing if there is none. The 6.12 tree has no
