@@ -40,12 +40,16 @@
  * are back to the baseline, VmLck is 0 and the backend's module holds only the side container's
  * reference.
  *
+ * Every dirty report (GET_BITMAP, unmap with a dirty bitmap) is checked page by page against the
+ * dirty model (churn_dirty.h): ours exactly, type1 for every page that must be dirty (its known
+ * over-reports are counted, not failed).
+ *
  * In differential mode (churn_diff_test) the scenarios where 6.12 type1 is known to answer
  * differently are not generated (look for c->diff: tainting vendor pins and joins, joins replaying
- * a mapping of an exited process, misbehaving drivers, unaligned pins; dirty bits of unmapped IOVAs
- * are not compared), and each sequence ends with a RECORD line of digests (step outcomes, VmLck and
- * pin counts after every step, dirty bitmaps), which the host's report compares between the type1
- * and the rust runs of the same seed. Documentation/reliability.rst has the details and findings.
+ * a mapping of an exited process, misbehaving drivers, unaligned pins), and each sequence ends with
+ * a RECORD line of digests (step outcomes, VmLck and pin counts after every step, the dirty
+ * model's answers), which the host's report compares between the type1 and the rust runs of the
+ * same seed. Documentation/reliability.rst has the details and findings.
  */
 #ifndef CHURN_H
 #define CHURN_H
@@ -95,6 +99,7 @@ struct ch_shared {
 	struct ch_map map[CH_MAXMAP];
 	uint8_t ikind[CH_WIN_PAGES];	/* what the IOMMU pinned at the page (while map.iommu) */
 	uint16_t vref[CH_WIN_PAGES];	/* vendor pin references */
+	uint8_t dirty[CH_WIN_PAGES];	/* the page's bit in its mapping's bitmap (churn_dirty.h) */
 	uint8_t tainted[CH_WIN_PAGES];	/* a vendor pin of another page than the IOMMU's, ever, in this map */
 	/* Generations of what backs each arena page (bumped by every remap and hole), and the
 	 * generation the IOMMU pin and the first vendor pin of each IOVA page found: two pins hold
@@ -112,6 +117,8 @@ struct ch_shared {
 	long ops[16], ops_ok[16];
 	int failed;
 	uint64_t h_ok, h_vmlck, h_pins, h_dirty;
+	long reports, report_pages;	/* dirty reports checked against the model, their mapped pages */
+	long over_reported;		/* type1's bits the model says are clean (its known over-reports) */
 	long max_vmlck;
 	double t_check;			/* seconds spent measuring pins and VmLck */
 	double t_pins;			/* of which the pins */
@@ -585,6 +592,8 @@ static inline void ch_model_iommu_pin(struct ch_shared *S, struct ch_map *m)
 	}
 }
 
+#include "churn_dirty.h"
+
 /* --- the arena ---------------------------------------------------------------------------- */
 
 static inline char *ch_va(struct churn *c, uint32_t vpage)
@@ -808,6 +817,7 @@ static inline int op_map(struct churn *c)
 	for (p = ip; p < ip + n; p++) {
 		S->vref[p] = 0;
 		S->tainted[p] = 0;
+		S->dirty[p] = D_CLEAN;
 	}
 	if (S->g1_in)
 		ch_model_iommu_pin(S, m);
@@ -937,38 +947,56 @@ static inline void ch_range(struct churn *c, uint32_t *first, uint32_t *last)
 }
 
 /*
- * Digests the dirty bitmap of IOVA pages [first, first + npages) (bit 0 = @first), read by
- * GET_BITMAP or an unmap, with the model as it was before the call. Only the bits of mapped pages
- * count: 6.12 type1 reports stale bits for unmapped IOVAs after a mapping (see reliability.rst),
- * which ours must not (checked in full mode).
+ * Checks the dirty bitmap of IOVA pages [first, first + npages) (bit 0 = @first), read by
+ * GET_BITMAP or an unmap, against the dirty model as it was before the call (churn_dirty.h): ours
+ * exactly and with no bit of an unmapped IOVA (nor past the range, in the last word); type1 with
+ * every page the model says is dirty, its extra bits counted. The digest RECORDed for the
+ * differential is of the model's answer, page by page.
  */
-static inline int ch_hash_bits(struct churn *c, const __u64 *bits, uint32_t first, uint32_t npages)
+static inline int ch_check_report(struct churn *c, const __u64 *bits, uint32_t first, uint32_t npages)
 {
 	struct ch_shared *S = c->S;
-	size_t words = (npages + 63) / 64, n = 0, set = 0, i;
+	size_t words = (npages + 63) / 64, n = 0, set = 0, extra = 0, i;
 	char list[160];
-	long stray = -1;
+	long stray = -1, missed = -1, spurious = -1;
 
 	list[0] = 0;
 	for (i = 0; i < words * 64; i++) {
-		int bit = bits[i / 64] >> (i % 64) & 1, mapped = i < npages && ch_map_at(S, first + i);
+		int bit = bits[i / 64] >> (i % 64) & 1;
+		int want = i < npages ? ch_dirty_expect(S, first + i) : -1;
 
-		if (bit && !mapped && stray < 0)
+		if (want >= 0) {
+			S->h_dirty = ch_hash(S->h_dirty, (uint64_t)i << 2 | want);
+			S->report_pages++;
+		}
+		if (bit && want < 0 && stray < 0)
 			stray = i;
-		if (mapped)
-			S->h_dirty = ch_hash(S->h_dirty, (uint64_t)i << 1 | bit);
+		if (!bit && want == D_DIRTY && missed < 0)
+			missed = i;
+		if (bit && want == D_CLEAN && spurious < 0)
+			spurious = i;
+		if (bit && want != D_DIRTY && want != D_MAYBE)
+			extra++;
 		if (!bit || !c->trace)
 			continue;
 		set++;
 		if (n < sizeof(list) - 24 && !(i && bits[(i - 1) / 64] >> ((i - 1) % 64) & 1))
 			n += snprintf(list + n, sizeof(list) - n, " %zu", i);
 	}
+	S->reports++;
 	if (c->trace)
-		ch_kmsg(c, "  %zu dirty, starting at:%s\n", set, list);
-	if (!c->rust || c->diff)
+		ch_kmsg(c, "  %zu dirty, starting at:%s%s\n", set, list,
+			extra && !c->rust ? " (type1: over-reports)" : "");
+	CH_CHECK(c, missed < 0, "%s: page %ld (IOVA %#llx) is dirty but not reported", c->what, missed,
+		 ch_iova(first) + missed * PAGE);
+	if (!c->rust) {
+		S->over_reported += extra;
 		return 0;
+	}
 	CH_CHECK(c, stray < 0, "%s: dirty bit %ld (IOVA %#llx) is not of a mapped page", c->what, stray,
 		 ch_iova(first) + stray * PAGE);
+	CH_CHECK(c, spurious < 0, "%s: page %ld (IOVA %#llx) is reported dirty but is clean", c->what,
+		 spurious, ch_iova(first) + spurious * PAGE);
 	return 0;
 }
 
@@ -1014,7 +1042,7 @@ static inline int op_unmap(struct churn *c)
 			 strerror(err));
 	else
 		CH_CHECK(c, !err, "%s failed: %s", c->what, strerror(err));
-	if (!err && bitmap && ch_hash_bits(c, bits, first, last - first + 1))
+	if (!err && bitmap && ch_check_report(c, bits, first, last - first + 1))
 		return -1;
 	if (want >= 0 || want == -1) {
 		/* The notifications happened whatever the outcome. */
@@ -1086,6 +1114,7 @@ static inline int op_vpin(struct churn *c)
 		CH_CHECK(c, !err, "%s failed: %s", c->what, strerror(err));
 	if (err)
 		return 0;
+	ch_dirty_mark(S, first, n, D_DIRTY);
 	if (S->nrec == CH_MAXREC) {
 		/* The model cannot hold it: give it back. */
 		ch_vmdev(c->dm, VIR_MDEV_UNPIN, iova, n, 0, 0, NULL);
@@ -1151,6 +1180,12 @@ static inline int op_vrw(struct churn *c)
 	ch_note(c, "dma_rw %s iova %#llx +%llu bytes", write ? "write" : "read", iova, len);
 	err = ch_vmdev(c->dm, write ? VIR_MDEV_WRITE : VIR_MDEV_READ, iova, len, 0, 0, buf);
 	ch_result(c, err);
+	if (write && iova >= CH_IOVA) {
+		uint32_t p0 = (iova - CH_IOVA) / PAGE, p1 = (iova + len - 1 - CH_IOVA) / PAGE;
+
+		/* A failed write may have copied (and marked) its first chunks. */
+		ch_dirty_mark(S, p0, p1 - p0 + 1, err ? D_MAYBE : D_DIRTY);
+	}
 	return 0;
 }
 
@@ -1170,6 +1205,8 @@ static inline int op_dirty(struct churn *c)
 						 VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP);
 		ch_result(c, err);
 		CH_CHECK(c, !err == !!S->iommu_set, "%s: %s", c->what, strerror(err));
+		if (!err && start && !S->tracking)
+			ch_dirty_start(S);
 		if (!err)
 			S->tracking = start;
 		return 0;
@@ -1184,8 +1221,10 @@ static inline int op_dirty(struct churn *c)
 	CH_CHECK(c, !err == (S->iommu_set && S->tracking && !ch_bisects_start(S, first) &&
 			     !ch_bisects_end(S, last)),
 		 "%s: %s (tracking %d)", c->what, strerror(err), S->tracking);
-	if (!err && ch_hash_bits(c, bits, first, last - first + 1))
+	if (!err && ch_check_report(c, bits, first, last - first + 1))
 		return -1;
+	if (!err)
+		ch_dirty_reported(S, first, last - first + 1);
 	return 0;
 }
 
@@ -1299,6 +1338,8 @@ static inline int op_group(struct churn *c)
 		S->g1_in = 0;
 		if (!S->gm_in)
 			ch_model_release(S);
+		else
+			ch_dirty_scope_narrowed(S);
 		for (i = 0; i < CH_MAXMAP; i++)
 			S->map[i].iommu = 0;
 		return 0;
@@ -1755,6 +1796,10 @@ static inline int churn_run(struct churn *c)
 	       S->steps, c->seq, el, el > 0 ? S->steps / el : 0.0, S->skipped, S->max_vmlck);
 	printf("# churn: %ld checks (%ld with a vmstat refresh) took %.1f s, the pins %.1f s of it\n",
 	       S->checks, S->exact_checks, S->t_check, S->t_pins);
+	printf("# churn: %ld dirty reports (%ld mapped pages) checked against the dirty model%s",
+	       S->reports, S->report_pages, c->rust ? "\n" : "");
+	if (!c->rust)
+		printf("; type1 over-reported %ld bits\n", S->over_reported);
 	for (op = 0; op < OP_N; op++)
 		printf("# churn:   %-10s %8ld steps, %8ld succeeded, %6.2f ms each\n", ch_op_name[op],
 		       S->ops[op], S->ops_ok[op], S->ops[op] ? S->t_op[op] * 1e3 / S->ops[op] : 0.0);
