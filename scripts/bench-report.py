@@ -5,7 +5,7 @@
 the ratios ours/type1 and ours/iommufd; the issue's targets) and a bar plot of the ratios.
 
 Usage: bench-report.py TAP_LOG RESULTS_DIR KERNEL_VERSION ARCH NCPU [EMULATOR]
-Writes RESULTS_DIR/<date>.md and RESULTS_DIR/<date>.png and prints the table.
+Writes RESULTS_DIR/<date>-linux-<kernel>.md and .png and prints the table.
 """
 import datetime
 import statistics
@@ -53,6 +53,16 @@ ROWS = [
     ("mem_per_mapping", "kernel memory per mapping (slab, no pinning)", 1.0, False),
     ("mem_per_pinned_page", "kernel memory per vendor-pinned page (slab, incl. driver's 8 B)", 1.0,
      False),
+]
+
+# The floor (tests/bench/floor.h: pinning and unpinning the same memory with no IOMMU work, the
+# pseudo-backend "floor"): (workload, description, allowed multiple of the floor for ours or None).
+FLOOR = [
+    ("map_unmap_1g_4k", "MAP+UNMAP 1 GiB, 4K", None),
+    ("map_unmap_1g_4k_fresh", "MAP+UNMAP 1 GiB, 4K, fresh memory", None),
+    ("map_unmap_1g_thp", "MAP+UNMAP 1 GiB, THP", 2.0),
+    ("map_unmap_1g_2m_hugetlb", "MAP+UNMAP 1 GiB, 2M hugetlb", 2.0),
+    ("map_unmap_1g_1g_hugetlb", "MAP+UNMAP 1 GiB, one 1G hugetlb page", 2.0),
 ]
 
 # Growth: (workloads smallest to largest, description, allowed band of ours' largest/smallest).
@@ -123,6 +133,7 @@ def main():
         return a / b
 
     date = datetime.date.today().isoformat()
+    stem = f"{date}-linux-{kver}"
     rows, plotted = [], []
     for work, desc, target, vs_iommufd in ROWS:
         if not any((work, b) in values or (work, b) in na for b in BACKENDS):
@@ -185,7 +196,26 @@ def main():
             f"| {fmt(slopes['rust'])} | - | - | {tgt} | {met} |"
         )
 
-    n = max(len(v) for v in values.values()) if values else 0
+    floor_rows = []
+    for work, desc, limit in FLOOR:
+        fl = measure(work, "floor")
+        if fl is None or fl <= 0:
+            continue
+        mult = {b: (measure(work, b) / fl if measure(work, b) is not None else None)
+                for b in BACKENDS}
+        if limit is None:
+            met, tgt = "-", "-"
+        elif mult["rust"] is None:
+            met, tgt = "missing", f"ours <= {limit} x floor"
+        else:
+            met = "met" if mult["rust"] <= limit else "**NOT met**"
+            tgt = f"ours <= {limit} x floor"
+        floor_rows.append(
+            f"| {desc} | {cell(work, 'floor')} | {fmt(mult['type1'])} | {fmt(mult['iommufd'])} "
+            f"| {fmt(mult['rust'])} | {tgt} | {met} |"
+        )
+
+    n = max(len(v) for k, v in values.items() if k[1] in BACKENDS) if values else 0
     md = [
         f"# vfio-iommu-rust benchmark, {date}",
         "",
@@ -215,12 +245,23 @@ def main():
             *growth_rows,
             "",
         ]
+    if floor_rows:
+        md += [
+            "The floor: pinning and unpinning the same 1 GiB with no IOMMU work (an io_uring fixed "
+            "buffer registered and unregistered: the same GUP, pins and locked-memory charge), "
+            "measured after ours in each run; each backend's MAP+UNMAP as a multiple of its median.",
+            "",
+            "| workload | floor | type1 | iommufd | ours | target | |",
+            "|---|---|---|---|---|---|---|",
+            *floor_rows,
+            "",
+        ]
     if notes:
         md += ["Not measured:", ""]
         md += [f"{i + 1}. {t}" for i, t in enumerate(notes)]
         md.append("")
     text = "\n".join(md)
-    with open(f"{outdir}/{date}.md", "w") as f:
+    with open(f"{outdir}/{stem}.md", "w") as f:
         f.write(text)
     print(text)
     try:
@@ -267,15 +308,15 @@ def main():
             ax.set_xscale("log")
         ax.set_xlabel("ratio (times: medians, memory: minimums; lower is better; "
                       "no bar: not measured)")
-        ax.set_title(f"vfio-iommu-rust vs type1 and iommufd, same boot, {date}")
+        ax.set_title(f"vfio-iommu-rust vs type1 and iommufd, same boot, Linux {kver}, {date}")
         ax.invert_yaxis()
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
-        fig.savefig(f"{outdir}/{date}.png", dpi=100)
-        print(f"plot: {outdir}/{date}.png")
+        fig.savefig(f"{outdir}/{stem}.png", dpi=100)
+        print(f"plot: {outdir}/{stem}.png")
     except ImportError:
         print("matplotlib not installed: no plot (scripts/setup.sh bench installs it)")
-    print(f"table: {outdir}/{date}.md")
+    print(f"table: {outdir}/{stem}.md")
 
 
 if __name__ == "__main__":

@@ -495,6 +495,8 @@ static long kmem_bytes(void)
 		proc_field("/proc/meminfo", "VmallocUsed")) * 1024;
 }
 
+#include "floor.h"
+
 /* --- Workloads --------------------------------------------------------------------------------- */
 
 /* MAP then UNMAP of @len bytes at @va in one mapping at @iova; the times of each, in ms. */
@@ -517,10 +519,13 @@ static void map_unmap(struct ctx *c, __u64 iova, const void *va, __u64 len, doub
 	*tunmap = t2 - t1;
 }
 
-/* One 1 GiB mapping of @va in a container or IOAS with the first edu device: three lines. */
+/*
+ * One 1 GiB mapping of @va in a container or IOAS with the first edu device: three lines. After
+ * ours, the floor of the same memory (floor.h), as the pseudo-backend "floor" of the map+unmap.
+ */
 static void map_unmap_1g(enum bk b, const char *tag, const char *kind, const void *va)
 {
-	double tm, tu;
+	double tm, tu, fl;
 	struct ctx c;
 	char w[64];
 
@@ -535,6 +540,12 @@ static void map_unmap_1g(enum bk b, const char *tag, const char *kind, const voi
 	report(tag, w, b, tm, "ms");
 	snprintf(w, sizeof(w), "unmap_1g_%s", kind);
 	report(tag, w, b, tu, "ms");
+	if (b != RUST)
+		return;
+	fl = floor_pin_unpin(va, GIB);
+	if (fl < 0)
+		fail("the floor: io_uring fixed buffer of 1 GiB", (int)-fl);
+	printf("BENCH %smap_unmap_1g_%s floor %.3f ms\n", tag, kind, fl);
 }
 
 static void w_4k(enum bk b, const char *tag)
