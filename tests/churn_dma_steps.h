@@ -366,6 +366,7 @@ static inline int op_vpin(struct churn *c)
 	uint32_t first, n, p;
 	int write = ch_r(c, 2), unaligned = c->rust && !c->diff && ch_r(c, 40) == 0;
 	int expect_ok, uncertain = 0, err;
+	uint32_t fail_at = UINT32_MAX;
 	__u64 iova;
 
 	if (!S->dm_open)
@@ -395,12 +396,15 @@ static inline int op_vpin(struct churn *c)
 
 		if (!pm || (write && !pm->write)) {
 			expect_ok = 0;
+			fail_at = fail_at < p ? fail_at : p;
 			continue;
 		}
 		if (S->vref[p])
 			continue;
-		if (!S->alive[pm->owner] || S->kind[pm->vpage + (p - pm->ipage)] != K_RAM)
+		if (!S->alive[pm->owner] || S->kind[pm->vpage + (p - pm->ipage)] != K_RAM) {
 			expect_ok = 0;
+			fail_at = fail_at < p ? fail_at : p;
+		}
 		if ((c->diff || c->avoid_taint) && ch_would_taint_pin(c, pm, p))
 			return 0;	/* excluded: type1 accounts it differently */
 		if (write && S->huge[(pm->vpage + (p - pm->ipage)) / CH_SLOT_PAGES] == 1 &&
@@ -416,6 +420,18 @@ static inline int op_vpin(struct churn *c)
 		CH_CHECK(c, err, "%s succeeded (unmapped, no access, not RAM or owner gone)", c->what);
 	else if (!uncertain)
 		CH_CHECK(c, !err, "%s failed: %s", c->what, strerror(err));
+	if (err && S->iommu_set && !unaligned) {
+		/*
+		 * vir_mdev pins in calls of VIR_MDEV_PIN_CHUNK pages, each all or nothing, and unpins
+		 * the calls that succeeded when a later one fails: those pages were the driver's,
+		 * so they are dirty (where it failed, an uncertain page, is not known exactly).
+		 */
+		if (uncertain)
+			ch_dirty_mark(S, first, n, D_MAYBE);
+		else if (fail_at != UINT32_MAX)
+			ch_dirty_mark(S, first, (fail_at - first) / VIR_MDEV_PIN_CHUNK * VIR_MDEV_PIN_CHUNK,
+				      D_DIRTY);
+	}
 	if (err)
 		return 0;
 	ch_dirty_mark(S, first, n, D_DIRTY);

@@ -129,6 +129,7 @@ static int vir_pin(struct vir_mdev *m, struct vir_mdev_cmd *cmd)
 	struct vir_pin *p;
 	int done, ret, i;
 
+	BUILD_BUG_ON(VIR_MDEV_PIN_CHUNK != VFIO_PIN_PAGES_MAX_ENTRIES);
 	if (!cmd->count || cmd->count > (1 << 20))
 		return -EINVAL;
 	p = kzalloc(sizeof(*p), GFP_KERNEL);
@@ -142,7 +143,7 @@ static int vir_pin(struct vir_mdev *m, struct vir_mdev_cmd *cmd)
 	p->iova = cmd->iova;
 	for (done = 0; done < cmd->count; done += ret) {
 		ret = vfio_pin_pages(&m->vdev, cmd->iova + (u64)done * PAGE_SIZE,
-				     min_t(int, cmd->count - done, VFIO_PIN_PAGES_MAX_ENTRIES),
+				     min_t(int, cmd->count - done, VIR_MDEV_PIN_CHUNK),
 				     prot, p->pages + done);
 		if (ret <= 0) {
 			p->npages = done;
@@ -191,6 +192,7 @@ static int vir_rw(struct vir_mdev *m, struct vir_mdev_cmd *cmd, bool write)
 	void *buf;
 	int ret;
 
+	BUILD_BUG_ON(VIR_MDEV_PIN_CHUNK != VFIO_PIN_PAGES_MAX_ENTRIES);
 	if (!cmd->count || cmd->count > (1 << 20))
 		return -EINVAL;
 	buf = kvzalloc(cmd->count, GFP_KERNEL);

@@ -25,7 +25,11 @@ struct vir_mdev_cmd {
 
 #define VIR_MDEV_FLAG_WRITE	(1 << 0)	/* PIN: pin for write and fill the pages */
 
-/* Pin @count pages from @iova with vfio_pin_pages() (one call per 512 pages) and keep them. */
+/*
+ * Pin @count pages from @iova with vfio_pin_pages(), one call per VIR_MDEV_PIN_CHUNK pages
+ * (VFIO_PIN_PAGES_MAX_ENTRIES), and keep them; if a call fails, the calls before it are undone.
+ */
+#define VIR_MDEV_PIN_CHUNK	512
 #define VIR_MDEV_PIN		_IOWR('V', 0x40, struct vir_mdev_cmd)
 /* Unpin what one PIN of exactly @iova/@count pinned. */
 #define VIR_MDEV_UNPIN		_IOWR('V', 0x41, struct vir_mdev_cmd)
