@@ -245,6 +245,10 @@ def main():
             *growth_rows,
             "",
         ]
+    floor_na = sorted({r for (w, b), r in na.items() if b == "floor"})
+    if not floor_rows and floor_na:
+        md += ["The floor (pin+unpin with no IOMMU work) was not measured: " + "; ".join(floor_na)
+               + ".", ""]
     if floor_rows:
         md += [
             "The floor: pinning and unpinning the same 1 GiB with no IOMMU work (an io_uring fixed "
