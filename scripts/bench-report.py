@@ -201,8 +201,10 @@ def main():
         fl = measure(work, "floor")
         if fl is None or fl <= 0:
             continue
-        mult = {b: (measure(work, b) / fl if measure(work, b) is not None else None)
-                for b in BACKENDS}
+        mult = {}
+        for b in BACKENDS:
+            v = measure(work, b)
+            mult[b] = v / fl if v is not None else None
         if limit is None:
             met, tgt = "-", "-"
         elif mult["rust"] is None:

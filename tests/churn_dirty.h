@@ -6,8 +6,8 @@
  * The semantics are type1's, which ours follows (Documentation/dirty-tracking.rst):
  *
  *   - dirty[p] is page p's bit in its mapping's own bitmap while tracking: 0 at MAP_DMA and at
- *     DIRTY_PAGES START, except that START sets it for pages vendor-pinned then; a successful vendor
- *     pin sets it; a successful vfio_dma_rw() write sets it for every page it touched; an
+ *     DIRTY_PAGES START, except that START sets it for pages vendor-pinned then; a successful
+ *     vendor pin sets it; a successful vfio_dma_rw() write sets it for every page it touched; an
  *     IOMMU-backed group (edu, which never pins) leaving the container while tracking sets it for
  *     every mapped page (what the device may have written while it was in is reported once);
  *   - a report gives 1 for every page of a mapping the IOMMU mapped while an IOMMU-backed group is

@@ -257,7 +257,8 @@ static inline void ch_range(struct churn *c, uint32_t *first, uint32_t *last)
  * every page the model says is dirty, its extra bits counted. The digest RECORDed for the
  * differential is of the model's answer, page by page.
  */
-static inline int ch_check_report(struct churn *c, const __u64 *bits, uint32_t first, uint32_t npages)
+static inline int ch_check_report(struct churn *c, const __u64 *bits, uint32_t first,
+				  uint32_t npages)
 {
 	struct ch_shared *S = c->S;
 	size_t words = (npages + 63) / 64, n = 0, set = 0, extra = 0, i;
