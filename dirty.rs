@@ -367,8 +367,7 @@ impl UserBitmap {
             let bytes = &mut window.bytes[..len];
             let mut touched = false;
             if all && lo < hi {
-                bytes.fill(0);
-                set_bits(bytes, to_bit(lo), to_bit(hi));
+                only_bits(bytes, to_bit(lo), to_bit(hi));
                 touched = true;
             } else if !all {
                 // A word of marks at a time (dense tracking reports 64 pages per call). Its
@@ -443,16 +442,57 @@ pub(crate) fn set_bits(bytes: &mut [u8], first: u64, end: u64) {
     }
 }
 
-/// ORs `bits` into the little-endian bitmap `bytes` with bit 0 at bit `pos`; bits that fall past
-/// the end of `bytes` are dropped.
-pub(crate) fn or_word(bytes: &mut [u8], pos: u64, bits: u64) {
-    let Ok(first) = usize::try_from(pos / 8) else {
+/// Makes bits `first..end` the only bits set in the
+/// little-endian bitmap `bytes`, in one pass (a window of an all-dirty mapping is written without
+/// zeroing it first).
+pub(crate) fn only_bits(bytes: &mut [u8], first: u64, end: u64) {
+    // Bits past the end of `bytes` are dropped (callers pass none).
+    let end = end.min((bytes.len() as u64).saturating_mul(8));
+    let (Ok(head), Ok(tail)) = (usize::try_from(first / 8), usize::try_from(end.div_ceil(8))) else {
         return;
     };
-    let wide = u128::from(bits) << (pos % 8);
-    for (k, b) in bytes.iter_mut().skip(first).take(9).enumerate() {
-        *b |= (wide >> (8 * k)) as u8;
+    if first >= end {
+        bytes.fill(0);
+        return;
     }
+    bytes[..head].fill(0);
+    bytes[tail..].fill(0);
+    // The partial bytes at both ends keep only the bits `set_bits` sets in them.
+    bytes[head] = 0;
+    bytes[tail - 1] = 0;
+    set_bits(bytes, first, end);
+}
+
+/// ORs `bits` into the little-endian bitmap `bytes` (whole 64-bit words) with bit 0 at bit `pos`;
+/// bits that fall past the last whole word are dropped. Two word operations at most: a dense
+/// report places 64 pages per call.
+pub(crate) fn or_word(bytes: &mut [u8], pos: u64, bits: u64) {
+    let Ok(word) = usize::try_from(pos / 64) else {
+        return;
+    };
+    let shift = (pos % 64) as u32;
+    or_at(bytes, word, bits << shift);
+    if shift != 0 {
+        if let Some(next) = word.checked_add(1) {
+            or_at(bytes, next, bits >> (64 - shift));
+        }
+    }
+}
+
+/// ORs `value` into word `word` of the little-endian bitmap `bytes`, if it has that word.
+fn or_at(bytes: &mut [u8], word: usize, value: u64) {
+    if value == 0 {
+        return;
+    }
+    let Some(at) = word.checked_mul(8) else {
+        return;
+    };
+    let Some(b) = at.checked_add(8).and_then(|end| bytes.get_mut(at..end)) else {
+        return;
+    };
+    let mut le = [0u8; 8];
+    le.copy_from_slice(b);
+    b.copy_from_slice(&(u64::from_le_bytes(le) | value).to_le_bytes());
 }
 
 /// Scratch space for [`UserBitmap::write`]: the bytes of one window.

@@ -95,6 +95,14 @@ fn bitmap_bits() -> i32 {
     let mut c = [0u8; 2];
     dirty::set_bits(&mut c, 5, 5);
     check!(c == [0, 0]);
+    // `only_bits` clears everything else, partial end bytes included, in one pass.
+    let mut d = [0xa5u8; 4];
+    dirty::only_bits(&mut d, 3, 13);
+    check!(d == [0xf8, 0x1f, 0, 0]);
+    dirty::only_bits(&mut d, 8, 32);
+    check!(d == [0, 0xff, 0xff, 0xff]);
+    dirty::only_bits(&mut d, 30, 31);
+    check!(d == [0, 0, 0, 0x40]);
     check!(dirty::bitmap_bytes(0) == 0);
     check!(dirty::bitmap_bytes(1) == 8);
     check!(dirty::bitmap_bytes(64) == 8);
