@@ -77,6 +77,7 @@ kernel_fragments() {
 	echo "$VIR_ROOT/scripts/kernel.config"
 	[ -f "$VIR_ROOT/scripts/kernel-$VIR_KERNEL.config" ] && echo "$VIR_ROOT/scripts/kernel-$VIR_KERNEL.config"
 	[ "$VIR_VARIANT" = debug ] && echo "$VIR_ROOT/scripts/kernel-debug.config"
+	[ "$VIR_VARIANT" = debug ] || echo "$VIR_ROOT/scripts/kernel-bench.config"
 	return 0
 }
 
