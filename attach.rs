@@ -4,7 +4,9 @@
 //! one into which every mapping is replayed), detaching it, and tearing the container down.
 //!
 //! Lock order: as in `container.rs`; called by the VFIO core with its container `group_lock`
-//! held, which serialises attach, detach and release.
+//! held, which serialises attach, detach and release (not ioctls or vendor calls). Each first
+//! waits until no mapping is busy (`Container::wait_settled`): a busy mapping is being mapped
+//! into, or unmapped from, the domains the container had when it became busy.
 
 use crate::{
     container::{AttachedGroup, Container, ContainerInner},
@@ -15,7 +17,11 @@ use crate::{
     iova::IovaRange,
     params, trace,
 };
-use kernel::{prelude::*, rbtree::RBTreeNodeReservation};
+use kernel::{
+    prelude::*,
+    rbtree::RBTreeNodeReservation,
+    sync::{Arc, UniqueArc},
+};
 
 impl ContainerInner {
     /// Unmaps and unpins every mapping (the last domain is going); removes them too if `remove`
@@ -59,6 +65,10 @@ impl Container {
     pub(crate) fn attach_group(&self, group: &IommuGroup, kind: GroupType) -> Result {
         let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
         let mut inner = self.lock_live()?;
+        // A new domain must receive every mapping, and replay maps only settled ones.
+        if self.wait_settled(&mut inner, None) && inner.released {
+            return Err(EINVAL);
+        }
         // Attaching could require pinning, which needs valid vaddrs.
         if inner.vaddr_invalid_count != 0 {
             return Err(EBUSY);
@@ -100,7 +110,9 @@ impl Container {
         group: &IommuGroup,
     ) -> Result<(usize, KVec<IovaRange>)> {
         let domain_node = DomainSet::reserve()?;
-        let domain = Domain::alloc_attached(group)?;
+        // Allocated first: a domain must not be dropped with its group attached.
+        let slot = UniqueArc::new_uninit(GFP_KERNEL)?;
+        let domain: Arc<Domain> = slot.write(Domain::alloc_attached(group)?).into();
         let r = Self::place_group(inner, group, &domain);
         match r {
             Ok((Some(existing), reserved)) => {
@@ -209,6 +221,8 @@ impl Container {
     /// no emulated group is left to use them).
     pub(crate) fn detach_group(&self, group: &IommuGroup) {
         let mut inner = self.inner.lock();
+        // Busy mappings are being mapped into or unmapped from the domains: let them finish.
+        self.wait_settled(&mut inner, None);
         let Some(g) = inner.groups.remove(&group.key()) else {
             pr_warn!("detach of group {}, which is not attached\n", group.id());
             return;
@@ -254,6 +268,7 @@ impl Container {
     /// mapping and frees the domains. Its groups have normally all been detached already.
     pub(crate) fn release(&self) {
         let mut guard = self.inner.lock();
+        self.wait_settled(&mut guard, None);
         let inner = &mut *guard;
         inner.released = true;
         inner.unmap_unpin_all(self.id, true);

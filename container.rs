@@ -16,7 +16,9 @@
 //! Lock order (outermost first):
 //! 1. `Container::devices` (the vendor devices to notify; `vendor.rs`), never taken while holding
 //!    2, because a notified vendor driver unpins, which takes 2;
-//! 2. `Container::inner` (mutex; may sleep, allocates with `GFP_KERNEL`);
+//! 2. `Container::inner` (mutex; may sleep, allocates with `GFP_KERNEL`); a map or unmap of a
+//!    large mapping drops it while it pins and maps, or unmaps and unpins, the mapping, which is
+//!    busy meanwhile; waiting for a busy mapping (`Container::settled`) releases it;
 //! 3. a mapping owner's `mmap_lock` (read to pin, write to charge locked memory; in `mm.rs`);
 //! 4. IOMMU driver and group locks (inside the IOMMU API).
 //!
@@ -27,6 +29,7 @@
 //! - `dma_avail + mappings.len() == dma_entry_limit` at open (never below 0: `ENOSPC`);
 //! - `vaddr_invalid_count` == mappings with `vaddr_invalid`;
 //! - `non_pinned_groups` == attached groups without `pinned_scope`;
+//! - `in_flight` == mappings in the tree that are busy (`dma::Busy`);
 //! - each mapping's locked-memory charge: `account.rs`; summed over the mappings it equals
 //!   `iommu_locked` plus the vendor pins with their own charge (checked by debugfs' `accounting`).
 
@@ -41,12 +44,12 @@ use crate::{
 };
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{
-    new_mutex,
+    new_condvar, new_mutex,
     prelude::*,
     rbtree::RBTree,
     sync::{
         lock::{mutex::MutexBackend, Guard},
-        Arc, Mutex,
+        Arc, CondVar, Mutex,
     },
 };
 
@@ -173,6 +176,14 @@ pub(crate) struct ContainerInner {
     pub(crate) iommu_locked: u64,
     /// Dirty bitmaps written.
     pub(crate) reports: DirtyReports,
+    /// Busy mappings in the tree ([`crate::dma::Busy`]): maps and unmaps working without the
+    /// mutex. Attach, detach and release wait until it is 0; it only changes under the mutex, and
+    /// every decrement wakes [`Container::settled`].
+    pub(crate) in_flight: u32,
+    /// Groups that declared pinned scope so far: a mapping that was being pinned and mapped
+    /// without the mutex while one did is reported all dirty once (its device could have written
+    /// it before).
+    pub(crate) scope_changes: u64,
 }
 
 impl ContainerInner {
@@ -216,6 +227,11 @@ impl ContainerInner {
         self.iommu_locked = self.iommu_locked.saturating_sub(pages);
     }
 
+    /// A busy mapping became a plain one or went away; the caller wakes [`Container::settled`].
+    pub(crate) fn settle_one(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
     /// `removed` mappings are gone, `invalid` of them with an invalid vaddr: `dma_avail` and
     /// `vaddr_invalid_count` follow.
     pub(crate) fn forget_mappings(&mut self, removed: u32, invalid: u32) {
@@ -228,8 +244,14 @@ impl ContainerInner {
 ///
 /// # Locking
 ///
-/// `version` is immutable. Everything else lives in `inner`, behind a mutex held for the whole
-/// of each operation, pinning included (as type1's `iommu->lock`): the core serialises
+/// `version` is immutable. Everything else lives in `inner`, behind a mutex held for each
+/// operation (as type1's `iommu->lock`), with one exception: a `MAP_DMA` or `UNMAP_DMA` of a
+/// large mapping pins and maps, or unmaps and unpins, it without the mutex, so that vendor
+/// drivers and requests on other IOVAs do not wait for it. The mapping is then busy
+/// ([`crate::dma::Busy`]): its node holds its IOVA range, and every request whose range overlaps
+/// it waits on `settled` ([`Container::wait_settled`]) and then checks again, as it would have
+/// waited for the mutex; attach, detach and release wait until nothing is busy, so the domains
+/// a busy mapping is mapped into stay those of the container. The core serialises
 /// attach/detach/release, but ioctls arrive concurrently with them and with each other.
 ///
 /// # Lifetime
@@ -255,6 +277,9 @@ pub(crate) struct Container {
     pub(crate) devices: DeviceSet,
     #[pin]
     pub(crate) inner: Mutex<ContainerInner>,
+    /// Signalled (with `inner` held) whenever a busy mapping settles.
+    #[pin]
+    pub(crate) settled: CondVar,
 }
 
 impl Container {
@@ -281,9 +306,12 @@ impl Container {
                         last_owner: None,
                         iommu_locked: 0,
                         reports: DirtyReports::default(),
+                        in_flight: 0,
+                        scope_changes: 0,
                     },
                     "Container::inner"
                 ),
+                settled <- new_condvar!("Container::settled"),
             }),
             GFP_KERNEL_ACCOUNT,
         )
@@ -297,6 +325,32 @@ impl Container {
             return Err(EINVAL);
         }
         Ok(inner)
+    }
+
+    /// Waits, with `guard`'s mutex released meanwhile, until no busy mapping overlaps `range`
+    /// (every mapping if `None`). Returns whether it waited: the caller then checks again what
+    /// it checked under the mutex before.
+    pub(crate) fn wait_settled(&self, guard: &mut Guard<'_, ContainerInner, MutexBackend>, range: Option<&IovaRange>) -> bool {
+        let mut waited = false;
+        loop {
+            let inner = &mut **guard;
+            let busy = inner.in_flight != 0
+                && match range {
+                    None => true,
+                    Some(r) => inner.mappings.busy_overlapping(r),
+                };
+            if !busy {
+                return waited;
+            }
+            self.settled.wait(guard);
+            waited = true;
+        }
+    }
+
+    /// A busy mapping settled: counts it and wakes the waiters.
+    pub(crate) fn settle(&self, inner: &mut ContainerInner) {
+        inner.settle_one();
+        self.settled.notify_all();
     }
 
     /// Answers `VFIO_CHECK_EXTENSION` for an open container.

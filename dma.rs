@@ -13,8 +13,9 @@
 //!
 //! Locked memory is accounted per page by its own pfn, with the invariant of [`crate::account`].
 //!
-//! Locking: every function here runs under the owning container's mutex, and pins or charges
-//! memory under the owner's `mmap_lock` (taken inside [`crate::mm`]).
+//! Locking: every function here runs under the owning container's mutex, or on a mapping that
+//! is out of the container's tree (a map or unmap of a busy mapping, `map.rs`), and pins or
+//! charges memory under the owner's `mmap_lock` (taken inside [`crate::mm`]).
 
 use crate::{
     account::{LockedAccount, PinCharge},
@@ -62,6 +63,23 @@ pub(crate) struct DmaMapping {
     /// Whether userspace invalidated `vaddr` (`VFIO_DMA_UNMAP_FLAG_VADDR`) and has not supplied
     /// a new one yet; the device keeps its access meanwhile.
     pub(crate) vaddr_invalid: bool,
+    /// Whether a map or unmap is working on the mapping without the container mutex
+    /// (`map.rs`); only that task changes it then, everyone else waits ([`crate::container`]).
+    pub(crate) busy: Busy,
+}
+
+/// What a task is doing to a mapping without the container mutex.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Busy {
+    /// Nothing: the mapping is as every request sees it.
+    No,
+    /// `MAP_DMA` is pinning and mapping it: the tree holds a husk (nothing pinned or charged)
+    /// that takes the IOVA range until the real mapping replaces it.
+    Mapping,
+    /// `UNMAP_DMA` removed it from the point of view of every request (its size is counted, its
+    /// dirty bits are written) and is unmapping and unpinning it; the tree holds the mapping,
+    /// then a husk, until the node goes.
+    Unmapping,
 }
 
 /// What [`DmaMapping::remove`] released.
@@ -101,7 +119,18 @@ impl DmaMapping {
             all_dirty_once: false,
             iommu_mapped: false,
             vaddr_invalid: false,
+            busy: Busy::No,
         }
+    }
+
+    /// A husk of the mapping in state `busy`: the same range, address, access and owner, and
+    /// nothing pinned, charged, marked or mapped. It holds the mapping's place in the tree while a
+    /// task works on the mapping itself without the container mutex.
+    pub(crate) fn husk(&self, busy: Busy) -> Self {
+        let mut h = Self::new(self.range, self.vaddr, self.prot, self.account.owner().clone());
+        h.vaddr_invalid = self.vaddr_invalid;
+        h.busy = busy;
+        h
     }
 
     /// The size in bytes; a mapping is at most the user address space, so it fits.

@@ -7,9 +7,16 @@
 //! per step); they never collect keys, so that no request needs memory in proportion to the number
 //! of mappings it covers.
 //!
-//! Locking: every function here runs under the owning container's mutex.
+//! Locking: every function here runs under the owning container's mutex. A busy mapping
+//! ([`Busy`]) is in the tree while a task works on it without the mutex; requests over a range
+//! wait until no busy mapping overlaps it (`container.rs`), so the walks below meet busy mappings
+//! only where noted.
 
-use crate::{compat, dma::DmaMapping, iova::IovaRange};
+use crate::{
+    compat,
+    dma::{Busy, DmaMapping},
+    iova::IovaRange,
+};
 use kernel::{
     prelude::*,
     rbtree::{RBTree, RBTreeNodeReservation},
@@ -126,6 +133,95 @@ impl DmaTree {
             // Removing the last node moves the cursor back: the walk ends there.
             cursor = next.filter(|n| *n.current().0 > key);
         }
+    }
+
+    /// Removes the mappings a request over `range` covers for which `remove_now` returns true,
+    /// in IOVA order, handing each to `f`; the others stay (`remove_now` marks them for later).
+    pub(crate) fn drain_covered(
+        &mut self,
+        range: &IovaRange,
+        cover: Cover,
+        mut remove_now: impl FnMut(&mut DmaMapping) -> bool,
+        mut f: impl FnMut(DmaMapping),
+    ) {
+        let Some(first) = self.first_covered(range, cover) else {
+            return;
+        };
+        let mut cursor = compat::cursor_lower_bound_mut(&mut self.tree, &first);
+        while let Some(mut c) = cursor {
+            let (&key, m) = c.current_mut();
+            if key > range.last {
+                break;
+            }
+            if !remove_now(m) {
+                cursor = c.move_next();
+                continue;
+            }
+            let (next, node) = c.remove_current();
+            let (_, mapping) = node.to_key_value();
+            f(mapping);
+            // Removing the last node moves the cursor back: the walk ends there.
+            cursor = next.filter(|n| *n.current().0 > key);
+        }
+    }
+
+    /// Whether a busy mapping ([`Busy`]) overlaps `range`.
+    pub(crate) fn busy_overlapping(&mut self, range: &IovaRange) -> bool {
+        let Some(first) = self.first_overlap(range) else {
+            return false;
+        };
+        let mut cursor = compat::cursor_lower_bound_mut(&mut self.tree, &first);
+        while let Some(c) = cursor {
+            let (&key, m) = c.current();
+            if key > range.last {
+                break;
+            }
+            if m.busy != Busy::No {
+                return true;
+            }
+            cursor = c.move_next();
+        }
+        false
+    }
+
+    /// The first IOVA, from `from` to `range.last`, of a mapping in state `busy`.
+    pub(crate) fn next_busy(&mut self, range: &IovaRange, from: u64, busy: Busy) -> Option<u64> {
+        let mut cursor = compat::cursor_lower_bound_mut(&mut self.tree, &from);
+        while let Some(c) = cursor {
+            let (&key, m) = c.current();
+            if key > range.last {
+                break;
+            }
+            if m.busy == busy {
+                return Some(key);
+            }
+            cursor = c.move_next();
+        }
+        None
+    }
+
+    /// Takes the mapping starting at `start` out of the tree for a task to work on without the
+    /// mutex, leaving a husk in state `busy` in its place ([`DmaMapping::husk`]).
+    pub(crate) fn take_out(&mut self, start: u64, busy: Busy) -> Option<DmaMapping> {
+        let slot = self.tree.get_mut(&start)?;
+        let husk = slot.husk(busy);
+        Some(core::mem::replace(slot, husk))
+    }
+
+    /// Puts `mapping` in place of the husk that holds its range, no longer busy; hands it back
+    /// if there is no husk.
+    pub(crate) fn put_back(&mut self, mut mapping: DmaMapping) -> core::result::Result<(), DmaMapping> {
+        let Some(slot) = self.tree.get_mut(&mapping.range.start).filter(|h| h.busy != Busy::No) else {
+            return Err(mapping);
+        };
+        mapping.busy = Busy::No;
+        drop(core::mem::replace(slot, mapping));
+        Ok(())
+    }
+
+    /// Removes the mapping (or husk) starting at `start`.
+    pub(crate) fn remove(&mut self, start: u64) -> Option<DmaMapping> {
+        self.tree.remove(&start)
     }
 
     /// Whether `range` bisects a mapping at either end (v2 unmaps and dirty bitmaps must not).

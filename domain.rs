@@ -8,6 +8,7 @@ use kernel::{
     error::to_result,
     prelude::*,
     rbtree::{RBTree, RBTreeNodeReservation},
+    sync::Arc,
 };
 
 /// Device-side access rights of a mapping (`IOMMU_READ`/`IOMMU_WRITE`).
@@ -75,8 +76,12 @@ pub(crate) struct Domain {
     info: DomainInfo,
 }
 
-// SAFETY: The IOMMU API may be called for a domain from any task; the container serialises
-// map/unmap/attach/detach on a domain with its mutex.
+// SAFETY: The IOMMU API may be called for a domain from any task. Its page-table calls
+// (`iommu_map`, `iommu_unmap_fast`, `iommu_iova_to_phys`) take no domain lock and may run
+// concurrently for disjoint IOVA ranges (iommufd maps and unmaps disjoint areas of one domain
+// concurrently); the container never works on overlapping ranges concurrently (one task owns a
+// busy mapping's range, the container mutex covers the rest) and serialises attach/detach with
+// its mutex.
 unsafe impl Send for Domain {}
 // SAFETY: See `Send`.
 unsafe impl Sync for Domain {}
@@ -241,10 +246,24 @@ impl Drop for Domain {
     }
 }
 
+/// Counted references to the domains of a container at one time ([`DomainSet::refs`]).
+pub(crate) struct DomainRefs(KVec<Arc<Domain>>);
+
+impl DomainRefs {
+    /// The domains, as the mapping code takes them.
+    pub(crate) fn as_refs(&self) -> Result<KVec<&Domain>> {
+        let mut v = KVec::with_capacity(self.0.len(), GFP_KERNEL)?;
+        for d in self.0.iter() {
+            v.push(&**d, GFP_KERNEL)?;
+        }
+        Ok(v)
+    }
+}
+
 /// A domain of a container and how many of the container's groups are attached to it.
 pub(crate) struct DomainEntry {
-    /// The domain.
-    pub(crate) domain: Domain,
+    /// The domain (shared with maps and unmaps working without the container mutex).
+    pub(crate) domain: Arc<Domain>,
     /// Attached groups; the domain is freed when the last one leaves.
     pub(crate) groups: usize,
 }
@@ -270,16 +289,26 @@ impl DomainSet {
 
     /// The domains.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Domain> {
-        self.tree.values().map(|e| &e.domain)
+        self.tree.values().map(|e| &*e.domain)
     }
 
-    /// References to all domains, for the mapping code.
-    pub(crate) fn refs(&self) -> Result<KVec<&Domain>> {
+    /// References to all domains, for the mapping code under the container mutex.
+    pub(crate) fn borrowed(&self) -> Result<KVec<&Domain>> {
         let mut v = KVec::new();
         for d in self.iter() {
             v.push(d, GFP_KERNEL)?;
         }
         Ok(v)
+    }
+
+    /// Counted references to all domains, for the mapping code (which may drop the container
+    /// mutex while it holds them).
+    pub(crate) fn refs(&self) -> Result<DomainRefs> {
+        let mut v = KVec::with_capacity(self.tree.iter().count(), GFP_KERNEL)?;
+        for e in self.tree.values() {
+            v.push(e.domain.clone(), GFP_KERNEL)?;
+        }
+        Ok(DomainRefs(v))
     }
 
     /// The entry of the domain with `key`.
@@ -298,14 +327,14 @@ impl DomainSet {
     }
 
     /// Adds a domain with its first group, in a node reserved before.
-    pub(crate) fn insert(&mut self, node: DomainNode, domain: Domain) {
+    pub(crate) fn insert(&mut self, node: DomainNode, domain: Arc<Domain>) {
         let key = domain.key();
         self.tree
             .insert(node.0.into_node(key, DomainEntry { domain, groups: 1 }));
     }
 
-    /// Removes the domain with `key` and hands it back.
-    pub(crate) fn remove(&mut self, key: usize) -> Option<Domain> {
+    /// Removes the domain with `key` and hands it back (it is freed with the last reference).
+    pub(crate) fn remove(&mut self, key: usize) -> Option<Arc<Domain>> {
         self.tree.remove(&key).map(|e| e.domain)
     }
 

@@ -12,7 +12,7 @@
 use crate::{
     container::{Container, ContainerInner, MapRequest, UnmapRequest, Version},
     dirty::{self, UserBitmap},
-    dma::{DmaMapping, PinBatch},
+    dma::{Busy, DmaMapping, PinBatch},
     dma_tree::{Cover, DmaTree},
     iova::IovaRange,
     mm::MmOwner,
@@ -22,6 +22,10 @@ use kernel::{prelude::*, sync::Arc};
 
 /// How often an unmap notifies vendor drivers about the same mapping before giving up.
 pub(crate) const NOTIFY_RETRIES: u32 = 10;
+
+/// The largest mapping pinned and mapped, or unmapped and unpinned, with the container mutex held
+/// (2 MiB: 512 pages, the pin batch); larger ones are busy meanwhile and the mutex is free.
+pub(crate) const MAP_UNDER_MUTEX_BYTES: u64 = 2 << 20;
 
 /// What a successful map did: IOMMU pins that count as locked memory, and pages the mapping
 /// charged (for the `vir_map` trace event).
@@ -48,61 +52,119 @@ impl Container {
 
     /// [`Self::map`].
     fn map_inner(&self, req: &MapRequest) -> Result<Mapped> {
-        let node = DmaTree::reserve()?;
-        let mut inner = self.lock_live()?;
-        let pgsize = inner.min_pgsize();
-        if req.size == 0 || (req.size | req.iova | req.vaddr) & (pgsize - 1) != 0 {
-            return Err(EINVAL);
-        }
-        let range = IovaRange::from_start_size(req.iova, req.size)?;
-        IovaRange::from_start_size(req.vaddr, req.size)?;
-        let overlap = inner.mappings.first_overlap(&range);
-
-        let Some(prot) = req.prot else {
-            // VFIO_DMA_MAP_FLAG_VADDR: a new vaddr for an invalidated mapping.
-            let key = overlap.ok_or(ENOENT)?;
-            let m = inner.mappings.get_mut(key).ok_or(ENOENT)?;
-            if !m.vaddr_invalid || m.range != range {
+        let mut node = Some(DmaTree::reserve()?);
+        loop {
+            let mut inner = self.lock_live()?;
+            let pgsize = inner.min_pgsize();
+            if req.size == 0 || (req.size | req.iova | req.vaddr) & (pgsize - 1) != 0 {
                 return Err(EINVAL);
             }
-            m.change_owner()?;
-            m.vaddr = req.vaddr;
-            m.vaddr_invalid = false;
-            inner.vaddr_invalid_count = inner.vaddr_invalid_count.saturating_sub(1);
-            return Ok(Mapped::default());
-        };
-        if overlap.is_some() {
-            return Err(EEXIST);
-        }
-        if inner.dma_avail == 0 {
-            return Err(ENOSPC);
-        }
-        if !inner.iova_list.allows(&range) {
-            return Err(EINVAL);
-        }
-        if inner.dirty_tracking && (req.size >> pgsize.trailing_zeros()) > dirty::MAX_MAPPING_PAGES {
-            return Err(EINVAL);
-        }
-        let owner = match &inner.last_owner {
-            Some(o) if o.is_current_owner() => o.clone(),
-            _ => {
-                let o = Arc::new(MmOwner::current()?, GFP_KERNEL)?;
-                inner.last_owner = Some(o.clone());
-                o
+            let range = IovaRange::from_start_size(req.iova, req.size)?;
+            IovaRange::from_start_size(req.vaddr, req.size)?;
+            // A mapping of the range is being made or removed: see what is there after that.
+            if self.wait_settled(&mut inner, Some(&range)) {
+                continue;
             }
-        };
-        let mut m = DmaMapping::new(range, req.vaddr, prot, owner);
-        let mut pinned = 0;
-        if !inner.domains.is_empty() {
-            let domains = inner.domains.refs()?;
+            let overlap = inner.mappings.first_overlap(&range);
+
+            let Some(prot) = req.prot else {
+                // VFIO_DMA_MAP_FLAG_VADDR: a new vaddr for an invalidated mapping.
+                let key = overlap.ok_or(ENOENT)?;
+                let m = inner.mappings.get_mut(key).ok_or(ENOENT)?;
+                if !m.vaddr_invalid || m.range != range {
+                    return Err(EINVAL);
+                }
+                m.change_owner()?;
+                m.vaddr = req.vaddr;
+                m.vaddr_invalid = false;
+                inner.vaddr_invalid_count = inner.vaddr_invalid_count.saturating_sub(1);
+                return Ok(Mapped::default());
+            };
+            if overlap.is_some() {
+                return Err(EEXIST);
+            }
+            if inner.dma_avail == 0 {
+                return Err(ENOSPC);
+            }
+            if !inner.iova_list.allows(&range) {
+                return Err(EINVAL);
+            }
+            if inner.dirty_tracking && (req.size >> pgsize.trailing_zeros()) > dirty::MAX_MAPPING_PAGES {
+                return Err(EINVAL);
+            }
+            let owner = match &inner.last_owner {
+                Some(o) if o.is_current_owner() => o.clone(),
+                _ => {
+                    let o = Arc::new(MmOwner::current()?, GFP_KERNEL)?;
+                    inner.last_owner = Some(o.clone());
+                    o
+                }
+            };
+            let mut m = DmaMapping::new(range, req.vaddr, prot, owner);
+            let node = node.take().ok_or(EINVAL)?;
+            if inner.domains.is_empty() {
+                // Nothing to pin: vendor drivers pin what they use.
+                inner.mappings.insert(node, m);
+                inner.dma_avail -= 1;
+                return Ok(Mapped::default());
+            }
             let mut batch = PinBatch::new(req.size)?;
-            pinned = m.pin_and_map(&domains, &mut batch)?;
+            if req.size <= MAP_UNDER_MUTEX_BYTES {
+                let domains = inner.domains.borrowed()?;
+                let pinned = m.pin_and_map(&domains, &mut batch)?;
+                drop(domains);
+                let charged = m.account.pages();
+                inner.mappings.insert(node, m);
+                inner.iommu_pinned(pinned);
+                inner.dma_avail -= 1;
+                return Ok(Mapped { pinned, charged });
+            }
+            let domains = inner.domains.refs()?;
+            let refs = domains.as_refs()?;
+            // Without the mutex: a husk takes the range; the domains stay (attach, detach and
+            // release wait for busy mappings).
+            inner.in_flight = inner.in_flight.checked_add(1).ok_or(EBUSY)?;
+            inner.mappings.insert(node, m.husk(Busy::Mapping));
+            inner.dma_avail -= 1;
+            let scope_changes = inner.scope_changes;
+            drop(inner);
+
+            let r = m.pin_and_map(&refs, &mut batch);
+            drop(batch);
+
+            // Not `lock_live`: release waits for busy mappings, so the container is live.
+            let mut guard = self.inner.lock();
+            let inner = &mut *guard;
+            let r = match r {
+                Ok(pinned) => {
+                    let charged = m.account.pages();
+                    let (tracking, _) = inner.dirty_unit();
+                    if tracking && inner.scope_changes != scope_changes {
+                        m.all_dirty_once = true;
+                    }
+                    match inner.mappings.put_back(m) {
+                        Ok(()) => {
+                            inner.iommu_pinned(pinned);
+                            Ok(Mapped { pinned, charged })
+                        }
+                        Err(m) => {
+                            // No husk: cannot be (only this task removes it); undo the map.
+                            pr_err!("map of IOVA {:#x}: its busy node is gone\n", range.start);
+                            let _ = m.remove(refs.iter().copied());
+                            Err(EINVAL)
+                        }
+                    }
+                }
+                // `pin_and_map` undid its work.
+                Err(e) => Err(e),
+            };
+            if r.is_err() && inner.mappings.get(range.start).is_some_and(|h| h.busy == Busy::Mapping) {
+                drop(inner.mappings.remove(range.start));
+                inner.dma_avail += 1;
+            }
+            self.settle(inner);
+            return r;
         }
-        let charged = m.account.pages();
-        inner.mappings.insert(node, m);
-        inner.iommu_pinned(pinned);
-        inner.dma_avail -= 1;
-        Ok(Mapped { pinned, charged })
     }
 
     /// Serves `VFIO_IOMMU_UNMAP_DMA`; returns the bytes unmapped (or whose vaddr was
@@ -155,6 +217,11 @@ impl Container {
                     return Err(EINVAL);
                 }
             }
+            // A mapping of the range is being made or removed: see what is there after that.
+            if self.wait_settled(&mut guard, Some(&range)) {
+                continue;
+            }
+            let inner = &mut *guard;
             if self.version == Version::V2 && !req.all && inner.mappings.bisects(&range) {
                 return Err(EINVAL);
             }
@@ -197,7 +264,66 @@ impl Container {
             if let Some(commit) = commit.take() {
                 commit()?;
             }
-            return Ok(remove_covered(inner, self.id, &range, cover, bitmap.is_some()));
+            let (unmapped, deferred) = remove_covered(inner, self.id, &range, cover, bitmap.is_some());
+            if deferred {
+                drop(guard);
+                self.unmap_busy(&range, bitmap.is_some());
+            }
+            return Ok(unmapped);
+        }
+    }
+
+    /// Unmaps, unpins and removes the mappings in `range` that an unmap made busy
+    /// ([`Busy::Unmapping`]), one at a time, each without the mutex. Cannot fail.
+    fn unmap_busy(&self, range: &IovaRange, bitmap: bool) {
+        let mut from = range.start;
+        loop {
+            let mut guard = self.inner.lock();
+            let inner = &mut *guard;
+            let Some(key) = inner.mappings.next_busy(range, from, Busy::Unmapping) else {
+                return;
+            };
+            from = key;
+            // References to the domains, or (if they cannot be allocated) the work under the
+            // mutex, which needs none.
+            let domains = inner.domains.refs().ok();
+            let refs = domains.as_ref().and_then(|d| d.as_refs().ok());
+            let Some(m) = inner.mappings.take_out(key, Busy::Unmapping) else {
+                // Cannot be: `next_busy` just found it. Settle it so that nobody waits forever.
+                pr_err!("unmap of IOVA {:#x}: its busy node is gone\n", key);
+                self.settle(inner);
+                return;
+            };
+            // Its pins leave `iommu_locked` with it: with no vendor pin (the unmap waited for
+            // them), a mapping's charge is its IOMMU pins that count as locked memory.
+            let locked = m.account.pages();
+            inner.iommu_unpinned(locked);
+            let (start, size, invalid) = (m.range.start, m.size(), m.vaddr_invalid);
+            let gone = match &refs {
+                Some(refs) => {
+                    drop(guard);
+                    let gone = m.remove(refs.iter().copied());
+                    guard = self.inner.lock();
+                    gone
+                }
+                None => m.remove(guard.domains.iter()),
+            };
+            let inner = &mut *guard;
+            if gone.iommu_locked != locked || gone.vendor != 0 {
+                pr_err!(
+                    "accounting invariant violated at unmap of IOVA {:#x}: {} IOMMU pins, {} charged, {} vendor pins\n",
+                    start,
+                    gone.iommu_locked,
+                    locked,
+                    gone.vendor
+                );
+            }
+            drop(inner.mappings.remove(key));
+            inner.forget_mappings(1, u32::from(invalid));
+            trace::unmap(self.id, start, size, bitmap, gone.iommu_locked, gone.uncharged, false);
+            self.settle(inner);
+            drop(guard);
+            crate::mm::cond_resched();
         }
     }
 
@@ -239,23 +365,38 @@ fn first_vendor_pinned(mappings: &mut DmaTree, range: &IovaRange, cover: Cover) 
 }
 
 /// Removes the mappings an unmap of `range` covers (with a dirty bitmap if `bitmap`) from
-/// container `id`; returns their total size.
-fn remove_covered(inner: &mut ContainerInner, id: u64, range: &IovaRange, cover: Cover, bitmap: bool) -> u64 {
+/// container `id`: mappings of at most [`MAP_UNDER_MUTEX_BYTES`] at once, larger ones only marked
+/// busy ([`Busy::Unmapping`]) for [`Container::unmap_busy`]. Returns the total size of both, and
+/// whether any was marked.
+fn remove_covered(inner: &mut ContainerInner, id: u64, range: &IovaRange, cover: Cover, bitmap: bool) -> (u64, bool) {
     let mut unmapped = 0u64;
-    let (mut removed, mut invalid, mut iommu_locked) = (0u32, 0u32, 0u64);
+    let (mut removed, mut invalid, mut iommu_locked, mut marked) = (0u32, 0u32, 0u64, 0u32);
     let domains = &inner.domains;
-    inner.mappings.remove_covered(range, cover, |m| {
-        let (start, size) = (m.range.start, m.size());
-        unmapped = unmapped.saturating_add(size);
-        removed = removed.saturating_add(1);
-        invalid = invalid.saturating_add(u32::from(m.vaddr_invalid));
-        let gone = m.remove(domains.iter());
-        iommu_locked = iommu_locked.saturating_add(gone.iommu_locked);
-        let unpinned = gone.iommu_locked.saturating_add(gone.vendor);
-        trace::unmap(id, start, size, bitmap, unpinned, gone.uncharged, false);
-        crate::mm::cond_resched();
-    });
+    inner.mappings.drain_covered(
+        range,
+        cover,
+        |m| {
+            unmapped = unmapped.saturating_add(m.size());
+            if m.size() <= MAP_UNDER_MUTEX_BYTES {
+                return true;
+            }
+            m.busy = Busy::Unmapping;
+            marked = marked.saturating_add(1);
+            false
+        },
+        |m| {
+            let (start, size) = (m.range.start, m.size());
+            removed = removed.saturating_add(1);
+            invalid = invalid.saturating_add(u32::from(m.vaddr_invalid));
+            let gone = m.remove(domains.iter());
+            iommu_locked = iommu_locked.saturating_add(gone.iommu_locked);
+            let unpinned = gone.iommu_locked.saturating_add(gone.vendor);
+            trace::unmap(id, start, size, bitmap, unpinned, gone.uncharged, false);
+            crate::mm::cond_resched();
+        },
+    );
     inner.forget_mappings(removed, invalid);
     inner.iommu_unpinned(iommu_locked);
-    unmapped
+    inner.in_flight = inner.in_flight.saturating_add(marked);
+    (unmapped, marked != 0)
 }

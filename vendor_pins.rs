@@ -14,6 +14,7 @@ use crate::{
     container::Container,
     domain::Prot,
     group::IommuGroup,
+    iova::IovaRange,
     mm::{self, DmaRwData, PAGE_SIZE},
     trace,
 };
@@ -50,7 +51,14 @@ impl Container {
             return Err(EACCES);
         }
         let mut guard = self.lock_live()?;
+        // Pages of a mapping being made or removed: wait for it, as for the mutex.
+        if let Some(range) = pages_range(iova, pages.len()) {
+            self.wait_settled(&mut guard, Some(&range));
+        }
         let inner = &mut *guard;
+        if inner.released {
+            return Err(EINVAL);
+        }
         if inner.vaddr_invalid_count != 0 {
             pr_warn!("vfio_pin_pages refused while a vaddr is invalid (VFIO_UPDATE_VADDR)\n");
             return Err(EBUSY);
@@ -132,6 +140,7 @@ impl Container {
             if !g.pinned_scope {
                 g.pinned_scope = true;
                 inner.non_pinned_groups = inner.non_pinned_groups.saturating_sub(1);
+                inner.scope_changes = inner.scope_changes.wrapping_add(1);
                 if inner.dirty_tracking {
                     for m in inner.mappings.iter_mut().filter(|m| m.iommu_mapped) {
                         m.all_dirty_once = true;
@@ -189,7 +198,13 @@ impl Container {
     /// [`Self::dma_rw`].
     fn dma_rw_inner(&self, iova: u64, mut data: DmaRwData<'_>) -> Result {
         let mut guard = self.lock_live()?;
+        if let Some(range) = data.len().checked_sub(1).and_then(|l| IovaRange::new(iova, iova.checked_add(l as u64)?)) {
+            self.wait_settled(&mut guard, Some(&range));
+        }
         let inner = &mut *guard;
+        if inner.released {
+            return Err(EINVAL);
+        }
         if inner.vaddr_invalid_count != 0 {
             pr_warn!("vfio_dma_rw refused while a vaddr is invalid (VFIO_UPDATE_VADDR)\n");
             return Err(EBUSY);
@@ -226,4 +241,10 @@ impl Container {
 /// The IOVA of page `i` from `iova`, if it does not wrap.
 fn page_iova(iova: u64, i: usize) -> Option<u64> {
     (i as u64).checked_mul(PAGE_SIZE)?.checked_add(iova)
+}
+
+/// The IOVA range of `n` pages from `iova`, if there are any and they do not wrap.
+fn pages_range(iova: u64, n: usize) -> Option<IovaRange> {
+    let last = page_iova(iova, n.checked_sub(1)?)?.checked_add(PAGE_SIZE - 1)?;
+    IovaRange::new(iova, last)
 }
