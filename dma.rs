@@ -77,9 +77,11 @@ pub(crate) enum Busy {
     /// that takes the IOVA range until the real mapping replaces it.
     Mapping,
     /// `UNMAP_DMA` removed it from the point of view of every request (its size is counted, its
-    /// dirty bits are written) and is unmapping and unpinning it; the tree holds the mapping,
-    /// then a husk, until the node goes.
+    /// dirty bits are written); the tree holds the mapping until an unmap takes it out.
     Unmapping,
+    /// An unmap took it out and is unmapping and unpinning it: the tree holds a husk until that
+    /// unmap removes the node.
+    Removing,
 }
 
 /// What [`DmaMapping::remove`] released.

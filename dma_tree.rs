@@ -200,18 +200,28 @@ impl DmaTree {
         None
     }
 
-    /// Takes the mapping starting at `start` out of the tree for a task to work on without the
-    /// mutex, leaving a husk in state `busy` in its place ([`DmaMapping::husk`]).
-    pub(crate) fn take_out(&mut self, start: u64, busy: Busy) -> Option<DmaMapping> {
-        let slot = self.tree.get_mut(&start)?;
-        let husk = slot.husk(busy);
+    /// Takes the mapping starting at `start`, marked [`Busy::Unmapping`], out of the tree for a
+    /// task to unmap without the mutex, leaving a [`Busy::Removing`] husk in its place
+    /// ([`DmaMapping::husk`]): no other unmap takes it then.
+    pub(crate) fn take_out(&mut self, start: u64) -> Option<DmaMapping> {
+        let slot = self.tree.get_mut(&start).filter(|m| m.busy == Busy::Unmapping)?;
+        let husk = slot.husk(Busy::Removing);
         Some(core::mem::replace(slot, husk))
     }
 
-    /// Puts `mapping` in place of the husk that holds its range, no longer busy; hands it back
-    /// if there is no husk.
+    /// Removes the husk [`Self::take_out`] left at `start`; false if there is none.
+    pub(crate) fn remove_husk(&mut self, start: u64) -> bool {
+        if self.tree.get(&start).map(|m| m.busy) != Some(Busy::Removing) {
+            return false;
+        }
+        drop(self.tree.remove(&start));
+        true
+    }
+
+    /// Puts `mapping` in place of the husk of a map ([`Busy::Mapping`]) that holds its range, no
+    /// longer busy; hands it back if there is no such husk.
     pub(crate) fn put_back(&mut self, mut mapping: DmaMapping) -> core::result::Result<(), DmaMapping> {
-        let Some(slot) = self.tree.get_mut(&mapping.range.start).filter(|h| h.busy != Busy::No) else {
+        let Some(slot) = self.tree.get_mut(&mapping.range.start).filter(|h| h.busy == Busy::Mapping) else {
             return Err(mapping);
         };
         mapping.busy = Busy::No;

@@ -160,7 +160,7 @@ impl Container {
             };
             if r.is_err() && inner.mappings.get(range.start).is_some_and(|h| h.busy == Busy::Mapping) {
                 drop(inner.mappings.remove(range.start));
-                inner.dma_avail += 1;
+                inner.dma_avail = inner.dma_avail.saturating_add(1);
             }
             self.settle(inner);
             return r;
@@ -274,13 +274,19 @@ impl Container {
     }
 
     /// Unmaps, unpins and removes the mappings in `range` that an unmap made busy
-    /// ([`Busy::Unmapping`]), one at a time, each without the mutex. Cannot fail.
+    /// ([`Busy::Unmapping`]), one at a time, each without the mutex; returns once none in `range`
+    /// is left, also of those another unmap took out ([`Busy::Removing`]: an unmap of all that
+    /// covers this one's range may take this one's mappings). Cannot fail.
     fn unmap_busy(&self, range: &IovaRange, bitmap: bool) {
         let mut from = range.start;
         loop {
             let mut guard = self.inner.lock();
             let inner = &mut *guard;
             let Some(key) = inner.mappings.next_busy(range, from, Busy::Unmapping) else {
+                // Wait for the ones of this range that another unmap is removing.
+                while guard.mappings.next_busy(range, range.start, Busy::Removing).is_some() {
+                    self.settled.wait(&mut guard);
+                }
                 return;
             };
             from = key;
@@ -288,17 +294,14 @@ impl Container {
             // mutex, which needs none.
             let domains = inner.domains.refs().ok();
             let refs = domains.as_ref().and_then(|d| d.as_refs().ok());
-            let Some(m) = inner.mappings.take_out(key, Busy::Unmapping) else {
-                // Cannot be: `next_busy` just found it. Settle it so that nobody waits forever.
-                pr_err!("unmap of IOVA {:#x}: its busy node is gone\n", key);
-                self.settle(inner);
-                return;
+            let Some(m) = inner.mappings.take_out(key) else {
+                continue;
             };
             // Its pins leave `iommu_locked` with it: with no vendor pin (the unmap waited for
             // them), a mapping's charge is its IOMMU pins that count as locked memory.
             let locked = m.account.pages();
             inner.iommu_unpinned(locked);
-            let (start, size, invalid) = (m.range.start, m.size(), m.vaddr_invalid);
+            let (start, size) = (m.range.start, m.size());
             let gone = match &refs {
                 Some(refs) => {
                     drop(guard);
@@ -317,11 +320,18 @@ impl Container {
                     locked,
                     gone.vendor
                 );
+                // `iommu_locked` follows what was released.
+                inner.iommu_pinned(locked);
+                inner.iommu_unpinned(gone.iommu_locked);
             }
-            drop(inner.mappings.remove(key));
-            inner.forget_mappings(1, u32::from(invalid));
+            if inner.mappings.remove_husk(key) {
+                // Its invalid vaddr was forgotten when it was marked.
+                inner.forget_mappings(1, 0);
+                self.settle(inner);
+            } else {
+                pr_err!("unmap of IOVA {:#x}: its busy node is gone\n", key);
+            }
             trace::unmap(self.id, start, size, bitmap, gone.iommu_locked, gone.uncharged, false);
-            self.settle(inner);
             drop(guard);
             crate::mm::cond_resched();
         }
@@ -370,7 +380,8 @@ fn first_vendor_pinned(mappings: &mut DmaTree, range: &IovaRange, cover: Cover) 
 /// whether any was marked.
 fn remove_covered(inner: &mut ContainerInner, id: u64, range: &IovaRange, cover: Cover, bitmap: bool) -> (u64, bool) {
     let mut unmapped = 0u64;
-    let (mut removed, mut invalid, mut iommu_locked, mut marked) = (0u32, 0u32, 0u64, 0u32);
+    let (mut removed, mut invalid, mut iommu_locked) = (0u32, 0u32, 0u64);
+    let (mut marked, mut marked_invalid) = (0u32, 0u32);
     let domains = &inner.domains;
     inner.mappings.drain_covered(
         range,
@@ -380,7 +391,10 @@ fn remove_covered(inner: &mut ContainerInner, id: u64, range: &IovaRange, cover:
             if m.size() <= MAP_UNDER_MUTEX_BYTES {
                 return true;
             }
+            // Gone for every request from now on: its invalid vaddr too.
             m.busy = Busy::Unmapping;
+            marked_invalid = marked_invalid.saturating_add(u32::from(m.vaddr_invalid));
+            m.vaddr_invalid = false;
             marked = marked.saturating_add(1);
             false
         },
@@ -395,7 +409,7 @@ fn remove_covered(inner: &mut ContainerInner, id: u64, range: &IovaRange, cover:
             crate::mm::cond_resched();
         },
     );
-    inner.forget_mappings(removed, invalid);
+    inner.forget_mappings(removed, invalid.saturating_add(marked_invalid));
     inner.iommu_unpinned(iommu_locked);
     inner.in_flight = inner.in_flight.saturating_add(marked);
     (unmapped, marked != 0)

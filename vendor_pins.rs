@@ -198,7 +198,7 @@ impl Container {
     /// [`Self::dma_rw`].
     fn dma_rw_inner(&self, iova: u64, mut data: DmaRwData<'_>) -> Result {
         let mut guard = self.lock_live()?;
-        if let Some(range) = data.len().checked_sub(1).and_then(|l| IovaRange::new(iova, iova.checked_add(l as u64)?)) {
+        if let Some(range) = bytes_range(iova, data.len()) {
             self.wait_settled(&mut guard, Some(&range));
         }
         let inner = &mut *guard;
@@ -243,8 +243,18 @@ fn page_iova(iova: u64, i: usize) -> Option<u64> {
     (i as u64).checked_mul(PAGE_SIZE)?.checked_add(iova)
 }
 
-/// The IOVA range of `n` pages from `iova`, if there are any and they do not wrap.
+/// The IOVA range of `n` pages from `iova` (to the top of the address space if they would wrap),
+/// if there are any.
 fn pages_range(iova: u64, n: usize) -> Option<IovaRange> {
-    let last = page_iova(iova, n.checked_sub(1)?)?.checked_add(PAGE_SIZE - 1)?;
+    let last = page_iova(iova, n.checked_sub(1)?)
+        .and_then(|p| p.checked_add(PAGE_SIZE - 1))
+        .unwrap_or(u64::MAX);
+    IovaRange::new(iova, last)
+}
+
+/// The IOVA range of `len` bytes from `iova` (to the top of the address space if they would
+/// wrap), if there are any.
+fn bytes_range(iova: u64, len: usize) -> Option<IovaRange> {
+    let last = iova.saturating_add(len.checked_sub(1)? as u64);
     IovaRange::new(iova, last)
 }
