@@ -39,8 +39,8 @@ use kernel::prelude::*;
 pub(crate) const MAX_BITMAP_BYTES: u64 = 256 << 20;
 /// The most pages one mapping may have while tracking (`DIRTY_BITMAP_PAGES_MAX`, `INT_MAX`).
 pub(crate) const MAX_MAPPING_PAGES: u64 = i32::MAX as u64;
-/// Words written to the user per copy.
-const WINDOW_WORDS: usize = 512;
+/// Words written to the user per copy: a chunk's.
+const WINDOW_WORDS: usize = CHUNK_WORDS;
 
 /// Bytes of a bitmap of `bits` bits, in whole 64-bit words (`DIRTY_BITMAP_BYTES`).
 pub(crate) fn bitmap_bytes(bits: u64) -> u64 {
@@ -64,7 +64,10 @@ pub(crate) const MAX_PAGE: u64 = ((ROOT_LEN * TABLE_LEN * TABLE_LEN) as u64) * C
 const _: () = assert!(MAX_MAPPING_PAGES <= MAX_PAGE + 1);
 
 /// One chunk's bits: bit `n % 64` of word `n / 64` is the chunk's page `n`.
-type Chunk = [u64; CHUNK_WORDS];
+pub(crate) type Chunk = [u64; CHUNK_WORDS];
+
+/// A chunk of pages all dirty, written as it is for a window of an all-dirty mapping.
+static ALL_DIRTY: Chunk = [!0; CHUNK_WORDS];
 type Leaf = [Option<KBox<Chunk>>; TABLE_LEN];
 type Middle = [Option<KBox<Leaf>>; TABLE_LEN];
 type Root = [Option<KBox<Middle>>; ROOT_LEN];
@@ -158,8 +161,9 @@ impl DirtyPages {
             for mut leaf in middle.iter_mut().filter_map(Option::take) {
                 for chunk in leaf.iter_mut().filter_map(Option::take) {
                     drop(chunk);
-                    mm::cond_resched();
                 }
+                // A leaf's chunks at a time (up to 64, 256 KiB).
+                mm::cond_resched();
             }
         }
     }
@@ -211,6 +215,53 @@ impl DirtyPages {
             }
             c += 1;
         }
+    }
+
+    /// Calls `f(base, words)` for the words of marks in `lo..hi` of every chunk present, in
+    /// ascending order: bit `i` of `words[j]` is page `base + 64 * j + i` (`base` a multiple of
+    /// 64), and bits of pages outside `lo..hi` are clear. A densely marked range comes as slices
+    /// of whole chunks (512 words each), for reports to copy rather than visit word by word; zero
+    /// words are included.
+    pub(crate) fn for_each_run_in(&mut self, lo: u64, hi: u64, f: &mut impl FnMut(u64, &[u64])) {
+        let Some(root) = self.root.as_deref() else {
+            return;
+        };
+        let hi = hi.min(MAX_PAGE + 1);
+        if lo >= hi {
+            return;
+        }
+        let last_chunk = (hi - 1) >> CHUNK_SHIFT;
+        let mut c = lo >> CHUNK_SHIFT;
+        // `c <= last_chunk <= MAX_PAGE >> CHUNK_SHIFT` (2^16 - 1): the steps below cannot overflow.
+        while c <= last_chunk {
+            let (r, m, l) = slots(c);
+            let Some(middle) = root[r].as_deref() else {
+                c = (c | ((1 << (2 * TABLE_SHIFT)) - 1)) + 1;
+                continue;
+            };
+            let Some(leaf) = middle[m].as_deref() else {
+                c = (c | ((1 << TABLE_SHIFT) - 1)) + 1;
+                continue;
+            };
+            if let Some(chunk) = leaf[l].as_deref() {
+                let base = c << CHUNK_SHIFT;
+                // Bits `from..to` of the chunk are in `lo..hi` (`lo < base + CHUNK_BITS`, `hi > base`).
+                let from = lo.saturating_sub(base) as usize;
+                let to = (hi - base).min(CHUNK_BITS) as usize;
+                chunk_runs(chunk, from, to, &mut |w, words| f(base + (w as u64) * 64, words));
+            }
+            c += 1;
+        }
+    }
+
+    /// The marks of pages `lo..lo + CHUNK_BITS` if they are one chunk (`lo` a multiple of
+    /// [`CHUNK_BITS`]): `None` if nothing is marked there.
+    pub(crate) fn chunk_at(&self, lo: u64) -> Option<&Chunk> {
+        if lo % CHUNK_BITS != 0 || lo > MAX_PAGE {
+            return None;
+        }
+        let (r, m, l) = slots(lo >> CHUNK_SHIFT);
+        self.root.as_deref()?[r].as_deref()?[m].as_deref()?[l].as_deref()
     }
 
     /// The bytes allocated: tables and chunks (not counting allocator rounding, which the sizes,
@@ -285,6 +336,38 @@ fn for_each_chunk_word(chunk: &Chunk, from: usize, to: usize, f: &mut impl FnMut
     }
 }
 
+/// Calls `f(w, words)` for the words of `chunk` from word `w` on, masked to the bits `from..to`
+/// (`to` at most [`CHUNK_BITS`]): a partial first or last word alone, the whole words between as
+/// one slice.
+fn chunk_runs(chunk: &Chunk, from: usize, to: usize, f: &mut impl FnMut(usize, &[u64])) {
+    if from >= to {
+        return;
+    }
+    let (mut first, mut end) = (from / 64, to.div_ceil(64));
+    if from % 64 != 0 {
+        let Some(&word) = chunk.get(first) else {
+            return;
+        };
+        let mut bits = word & (!0u64 << (from % 64));
+        if first + 1 == end && to % 64 != 0 {
+            bits &= (1u64 << (to % 64)) - 1;
+        }
+        f(first, &[bits]);
+        first += 1;
+    }
+    let mut tail = None;
+    if to % 64 != 0 && end > first {
+        end -= 1;
+        tail = chunk.get(end).map(|&word| word & ((1u64 << (to % 64)) - 1));
+    }
+    if let Some(words) = chunk.get(first..end).filter(|w| !w.is_empty()) {
+        f(first, words);
+    }
+    if let Some(bits) = tail {
+        f(end, &[bits]);
+    }
+}
+
 /// What a report needs to know of a mapping (implemented by `DmaMapping`, so that dirty tracking
 /// does not depend on the mapping type).
 pub(crate) trait DirtySource {
@@ -292,11 +375,16 @@ pub(crate) trait DirtySource {
     fn range(&self) -> IovaRange;
     /// Whether every page is dirty once, at the next report.
     fn all_dirty_once(&self) -> bool;
-    /// Calls `f(base, bits)` for the dirty page numbers in `lo..hi` (in `1 << pgshift` units from
-    /// the start of the mapping), 64 at a time: bit `i` of `bits` is page `base + i`, `base` is a
-    /// multiple of 64, and no bit is set for a page outside `lo..hi`. A page may be reported more
-    /// than once, and the words need not come in order.
-    fn dirty_words_in(&mut self, lo: u64, hi: u64, pgshift: u32, f: &mut dyn FnMut(u64, u64));
+    /// Calls `f(base, words)` for the dirty page numbers in `lo..hi` (in `1 << pgshift` units
+    /// from the start of the mapping), in runs of 64-bit words: bit `i` of `words[j]` is page
+    /// `base + 64 * j + i`, `base` is a multiple of 64, and no bit is set for a page outside
+    /// `lo..hi`. Runs of more than one word come first and never overlap; single words after
+    /// them may repeat pages of any run.
+    fn dirty_runs_in(&mut self, lo: u64, hi: u64, pgshift: u32, f: &mut dyn FnMut(u64, &[u64]));
+    /// For pages `lo..lo + CHUNK_BITS` (`lo` a multiple of [`CHUNK_BITS`]): `Some` if only marks
+    /// make them dirty (no vendor pin is among them), with the chunk of marks, or `None` in it if
+    /// none is marked; `None` if a vendor pin is among them.
+    fn whole_chunk(&mut self, lo: u64, pgshift: u32) -> Option<Option<&Chunk>>;
 }
 
 /// A user bitmap of `VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP` or of an unmap.
@@ -359,31 +447,65 @@ impl UserBitmap {
             let n = usize::try_from(words - w).unwrap_or(WINDOW_WORDS).min(WINDOW_WORDS);
             let len = n * size_of::<u64>();
             let at = self.user_range(first_word + w, len)?;
+            // Aligned (`shift == 0`, the usual case), a whole window is one chunk of pages: all
+            // dirty, or a chunk of marks as it is, or clean, is written with one copy.
+            let lo = w * 64;
+            if shift == 0 && n == WINDOW_WORDS && lo + CHUNK_BITS <= nbits {
+                let whole = if all { Some(Some(&ALL_DIRTY)) } else { mapping.whole_chunk(lo, pgshift) };
+                if let Some(chunk) = whole {
+                    match chunk {
+                        Some(c) => compat::user_slice(at, len).writer().write(c)?,
+                        None => mm::clear_user(at as u64, len)?,
+                    }
+                    w += n as u64;
+                    // Every 64 windows (256 KiB of bitmap).
+                    if (w / WINDOW_WORDS as u64) % 64 == 0 {
+                        mm::cond_resched();
+                    }
+                    continue;
+                }
+            }
             // Pages whose bits fall in this window: [lo, hi), page `p` at window bit
             // `p + shift - w * 64` (never negative: `lo + shift >= w * 64`).
             let lo = (w * 64).saturating_sub(shift);
             let hi = ((w + n as u64) * 64 - shift).min(nbits);
             let to_bit = |page: u64| page + shift - w * 64;
-            let bytes = &mut window.bytes[..len];
+            let Some(bytes) = window.bytes()?.get_mut(..len) else {
+                return Err(EINVAL);
+            };
             let mut touched = false;
             if all && lo < hi {
                 only_bits(bytes, to_bit(lo), to_bit(hi));
                 touched = true;
             } else if !all {
-                // A word of marks at a time (dense tracking reports 64 pages per call). Its
-                // first page may lie below the window (`lo` not a multiple of 64), but none of
-                // its set bits do.
+                // Runs of words of marks (a densely dirtied chunk comes whole). A run's first
+                // page may lie below the window (`lo` not a multiple of 64), but none of its set
+                // bits do. Aligned (`shift == 0`, the usual case), each word is ORed in place.
                 let origin = w * 64;
-                mapping.dirty_words_in(lo, hi, pgshift, &mut |base, bits| {
+                mapping.dirty_runs_in(lo, hi, pgshift, &mut |base, words| {
                     if !touched {
                         bytes.fill(0);
                         touched = true;
                     }
                     let at = base + shift;
-                    if at >= origin {
-                        or_word(bytes, at - origin, bits);
-                    } else if origin - at < 64 {
-                        or_word(bytes, 0, bits >> (origin - at));
+                    if shift == 0 && at >= origin {
+                        let first = ((at - origin) / 64) as usize;
+                        if let [bits] = words {
+                            or_at(bytes, first, *bits);
+                        } else {
+                            // A run of a chunk: the mapping's runs come first and never overlap,
+                            // so this part of the window is still zero; copied, not ORed.
+                            copy_words(bytes, first, words);
+                        }
+                        return;
+                    }
+                    for (i, &bits) in words.iter().enumerate() {
+                        let at = at + (i as u64) * 64;
+                        if at >= origin {
+                            or_word(bytes, at - origin, bits);
+                        } else if origin - at < 64 {
+                            or_word(bytes, 0, bits >> (origin - at));
+                        }
                     }
                 });
             }
@@ -479,6 +601,17 @@ pub(crate) fn or_word(bytes: &mut [u8], pos: u64, bits: u64) {
     }
 }
 
+/// Writes `words` over the little-endian bitmap `bytes` from word `first` on; words past its
+/// end are dropped.
+fn copy_words(bytes: &mut [u8], first: usize, words: &[u64]) {
+    let Some(dst) = first.checked_mul(8).and_then(|at| bytes.get_mut(at..)) else {
+        return;
+    };
+    for (d, w) in dst.chunks_exact_mut(8).zip(words) {
+        d.copy_from_slice(&w.to_le_bytes());
+    }
+}
+
 /// ORs `value` into word `word` of the little-endian bitmap `bytes`, if it has that word.
 fn or_at(bytes: &mut [u8], word: usize, value: u64) {
     if value == 0 {
@@ -495,16 +628,24 @@ fn or_at(bytes: &mut [u8], word: usize, value: u64) {
     b.copy_from_slice(&(u64::from_le_bytes(le) | value).to_le_bytes());
 }
 
-/// Scratch space for [`UserBitmap::write`]: the bytes of one window.
+/// Scratch space for [`UserBitmap::write`]: the bytes of one window, allocated when a window is
+/// first built (a report of clean, whole-chunk or all-dirty windows needs none).
 pub(crate) struct Window {
-    bytes: KVec<u8>,
+    bytes: Option<KVec<u8>>,
 }
 
 impl Window {
-    /// Allocates a window of [`WINDOW_WORDS`] words.
-    pub(crate) fn new() -> Result<Self> {
-        Ok(Self {
-            bytes: KVec::from_elem(0u8, WINDOW_WORDS * size_of::<u64>(), GFP_KERNEL)?,
-        })
+    /// No window yet.
+    pub(crate) fn new() -> Self {
+        Self { bytes: None }
+    }
+
+    /// The window's [`WINDOW_WORDS`] words, allocated on first use.
+    fn bytes(&mut self) -> Result<&mut KVec<u8>> {
+        let bytes = match self.bytes.take() {
+            Some(b) => b,
+            None => KVec::from_elem(0u8, WINDOW_WORDS * size_of::<u64>(), GFP_KERNEL)?,
+        };
+        Ok(self.bytes.insert(bytes))
     }
 }

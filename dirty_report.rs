@@ -34,7 +34,7 @@ impl ContainerInner {
         bitmap: &UserBitmap,
         unmap: bool,
     ) -> Result {
-        let mut window = dirty::Window::new()?;
+        let mut window = dirty::Window::new();
         // Only allocated, and the bitmap only read back, while the trace event is enabled.
         let mut readback = if trace::dirty_report_enabled() {
             Some(KVec::from_elem(0u8, READBACK_BYTES, GFP_KERNEL)?)

@@ -20,7 +20,7 @@
 use crate::{
     account::{LockedAccount, PinCharge},
     compat,
-    dirty::{DirtyPages, DirtySource},
+    dirty::{Chunk, DirtyPages, DirtySource, CHUNK_BITS},
     dma_unmap::{contiguous_len, unmap_unpin_range},
     domain::{Domain, Prot},
     iova::IovaRange,
@@ -451,7 +451,9 @@ impl DirtySource for DmaMapping {
     }
 
     /// Pages pinned by vendor drivers are dirty, and pages marked since the last report.
-    fn dirty_words_in(&mut self, lo: u64, hi: u64, pgshift: u32, f: &mut dyn FnMut(u64, u64)) {
+    fn dirty_runs_in(&mut self, lo: u64, hi: u64, pgshift: u32, f: &mut dyn FnMut(u64, &[u64])) {
+        // Marks first (runs that never overlap), then the vendor pins, a word each.
+        self.dirty.for_each_run_in(lo, hi, &mut |base, words| f(base, words));
         let start = self.range.start;
         let mut cursor = compat::cursor_lower_bound_mut(&mut self.vendor_pins, &(start + (lo << pgshift)));
         while let Some(c) = cursor {
@@ -460,10 +462,21 @@ impl DirtySource for DmaMapping {
             if p >= hi {
                 break;
             }
-            f(p & !63, 1 << (p % 64));
+            f(p & !63, &[1 << (p % 64)]);
             cursor = c.move_next();
         }
-        self.dirty.for_each_word_in(lo, hi, &mut |base, bits| f(base, bits));
+    }
+
+    fn whole_chunk(&mut self, lo: u64, pgshift: u32) -> Option<Option<&Chunk>> {
+        let pgsize = 1u64.checked_shl(pgshift)?;
+        let first = self.range.start.checked_add(lo.checked_mul(pgsize)?)?;
+        let last = first.checked_add(CHUNK_BITS.checked_mul(pgsize)? - 1)?;
+        let pinned = compat::cursor_lower_bound_mut(&mut self.vendor_pins, &first)
+            .is_some_and(|c| *c.current().0 <= last);
+        if pinned {
+            return None;
+        }
+        Some(self.dirty.chunk_at(lo))
     }
 }
 

@@ -261,6 +261,22 @@ fn dirty_words() -> i32 {
     let mut n = 0u64;
     d.for_each_word_in(201, 1 << 20, &mut |_, _| n += 1);
     check!(n == 0);
+    // The same words in runs: a masked first and last word, whole words between.
+    let mut runs = KVec::new();
+    d.for_each_run_in(5, 130, &mut |base, w| {
+        full |= runs.push((base, w.len(), w.first().copied().unwrap_or(0)), GFP_KERNEL).is_err();
+    });
+    check!(!full);
+    check!(runs[..] == [(0, 1, !0u64 << 10), (64, 1, !0u64), (128, 1, 0b11)]);
+    // A whole chunk comes as one slice of its 512 words.
+    let mut e = DirtyPages::new();
+    check!(e.mark(0, dirty::CHUNK_BITS - 1).is_ok());
+    let mut whole = (0usize, 0u64);
+    e.for_each_run_in(0, dirty::CHUNK_BITS, &mut |_, w| {
+        whole.0 += w.len();
+        whole.1 += w.iter().map(|x| u64::from(x.count_ones())).sum::<u64>();
+    });
+    check!(whole == (512, dirty::CHUNK_BITS));
 
     let mut bytes = [0u8; 16];
     dirty::or_word(&mut bytes, 0, 0xff);
