@@ -19,7 +19,7 @@ use crate::{
     account::PinCharge,
     container::Container,
     debugfs::{self, SeqFile},
-    dma::DmaMapping,
+    dma::{Busy, DmaMapping},
     dma_tree::Cover,
     domain::Prot,
     group::GroupType,
@@ -237,7 +237,7 @@ impl Container {
     fn show_accounting(&self, out: &mut SeqFile) -> Result {
         let mut owners: KVec<(Arc<MmOwner>, u64)> = KVec::with_capacity(MAX_OWNERS, GFP_KERNEL)?;
         let (mut mappings, mut charged, mut vendor_own, mut others) = (0u64, 0u64, 0u64, 0u64);
-        let (iommu_locked, dma_avail) = {
+        let (iommu_locked, dma_avail, in_flight) = {
             let inner = self.inner.lock();
             for m in inner.mappings.iter() {
                 let pages = m.account.pages();
@@ -253,11 +253,12 @@ impl Container {
                     others = others.saturating_add(pages);
                 }
             }
-            (inner.iommu_locked, inner.dma_avail)
+            (inner.iommu_locked, inner.dma_avail, inner.in_flight)
         };
         let expected = iommu_locked.saturating_add(vendor_own);
         let _ = writeln!(out, "mappings: {}", mappings);
         let _ = writeln!(out, "dma_avail: {}", dma_avail);
+        let _ = writeln!(out, "busy: {}", in_flight);
         let _ = writeln!(out, "charged: {}", charged);
         let _ = writeln!(out, "iommu_locked: {}", iommu_locked);
         let _ = writeln!(out, "vendor_own: {}", vendor_own);
@@ -336,6 +337,7 @@ struct MappingLine {
     charged: u64,
     vendor_pins: u64,
     iommu_mapped: bool,
+    busy: Busy,
 }
 
 impl MappingLine {
@@ -347,6 +349,7 @@ impl MappingLine {
             charged: m.account.pages(),
             vendor_pins: m.vendor_pins.iter().count() as u64,
             iommu_mapped: m.iommu_mapped,
+            busy: m.busy,
         }
     }
 
@@ -362,7 +365,7 @@ impl MappingLine {
         };
         let r = if self.prot.read { 'r' } else { '-' };
         let w = if self.prot.write { 'w' } else { '-' };
-        let _ = writeln!(
+        let _ = write!(
             out,
             " {}{} {} {} {} {}",
             r,
@@ -372,6 +375,13 @@ impl MappingLine {
             self.vendor_pins,
             yes_no(self.iommu_mapped)
         );
+        // A busy mapping (map.rs) shows its husk or, marked for unmapping, itself.
+        let _ = match self.busy {
+            Busy::No => writeln!(out),
+            Busy::Mapping => writeln!(out, " busy=mapping"),
+            Busy::Unmapping => writeln!(out, " busy=unmapping"),
+            Busy::Removing => writeln!(out, " busy=removing"),
+        };
     }
 }
 
