@@ -9,13 +9,13 @@
 //! into, or unmapped from, the domains the container had when it became busy.
 
 use crate::{
-    container::{AttachedGroup, Container, ContainerInner},
+    container::{AttachedGroup, Container, ContainerInner, Removals},
     dma::PinBatch,
     dma_tree::Cover,
     domain::{Domain, DomainSet},
     group::{GroupRef, GroupType, IommuGroup},
     iova::IovaRange,
-    params, trace,
+    params,
 };
 use kernel::{
     prelude::*,
@@ -41,20 +41,11 @@ impl ContainerInner {
             start: 0,
             last: u64::MAX,
         };
-        let (mut removed, mut invalid, mut iommu_locked) = (0u32, 0u32, 0u64);
+        let mut gone = Removals::default();
         let domains = &self.domains;
-        self.mappings.remove_covered(&all, Cover::StartsIn, |m| {
-            let (start, size) = (m.range.start, m.size());
-            removed = removed.saturating_add(1);
-            invalid = invalid.saturating_add(u32::from(m.vaddr_invalid));
-            let gone = m.remove(domains.iter());
-            iommu_locked = iommu_locked.saturating_add(gone.iommu_locked);
-            let unpinned = gone.iommu_locked.saturating_add(gone.vendor);
-            trace::unmap(id, start, size, false, unpinned, gone.uncharged, true);
-            crate::mm::cond_resched();
-        });
-        self.forget_mappings(removed, invalid);
-        self.iommu_unpinned(iommu_locked);
+        self.mappings
+            .remove_covered(&all, Cover::StartsIn, |m| gone.remove(m, domains.iter(), id, false, true));
+        gone.apply(self, 0);
     }
 }
 

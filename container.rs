@@ -35,11 +35,12 @@
 
 use crate::{
     debugfs,
+    dma::DmaMapping,
     dma_tree::DmaTree,
-    domain::DomainSet,
+    domain::{Domain, DomainSet},
     group::{GroupRef, GroupType},
     iova::{IovaList, IovaRange},
-    params,
+    params, trace,
     vendor::{DeviceSet, VfioDevice},
 };
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -237,6 +238,45 @@ impl ContainerInner {
     pub(crate) fn forget_mappings(&mut self, removed: u32, invalid: u32) {
         self.dma_avail = self.dma_avail.saturating_add(removed);
         self.vaddr_invalid_count = self.vaddr_invalid_count.saturating_sub(invalid);
+    }
+}
+
+/// What one walk removed from a container's mappings, applied to its counters at the end
+/// ([`Removals::apply`]).
+#[derive(Default)]
+pub(crate) struct Removals {
+    removed: u32,
+    invalid: u32,
+    iommu_locked: u64,
+}
+
+impl Removals {
+    /// Unmaps, unpins and uncharges `m`, just taken out of the tree, from `domains`, and emits
+    /// `vir_unmap` for container `id` (`bitmap`: an unmap with dirty bitmap; `release`: the
+    /// container or its last domain is going).
+    pub(crate) fn remove<'a>(
+        &mut self,
+        m: DmaMapping,
+        domains: impl Iterator<Item = &'a Domain>,
+        id: u64,
+        bitmap: bool,
+        release: bool,
+    ) {
+        let (start, size) = (m.range.start, m.size());
+        self.removed = self.removed.saturating_add(1);
+        self.invalid = self.invalid.saturating_add(u32::from(m.vaddr_invalid));
+        let gone = m.remove(domains);
+        self.iommu_locked = self.iommu_locked.saturating_add(gone.iommu_locked);
+        let unpinned = gone.iommu_locked.saturating_add(gone.vendor);
+        trace::unmap(id, start, size, bitmap, unpinned, gone.uncharged, release);
+        crate::mm::cond_resched();
+    }
+
+    /// The mappings are gone: `dma_avail`, `vaddr_invalid_count` (less `invalid` more, of
+    /// mappings forgotten otherwise) and `iommu_locked` follow.
+    pub(crate) fn apply(self, inner: &mut ContainerInner, invalid: u32) {
+        inner.forget_mappings(self.removed, self.invalid.saturating_add(invalid));
+        inner.iommu_unpinned(self.iommu_locked);
     }
 }
 

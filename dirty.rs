@@ -182,39 +182,15 @@ impl DirtyPages {
 
     /// Calls `f(base, bits)` for every word of marks in `lo..hi` that has one, in ascending order:
     /// bit `i` of `bits` is page `base + i` (`base` a multiple of 64), and bits of pages outside
-    /// `lo..hi` are clear. A report of densely marked pages handles 64 of them per call.
+    /// `lo..hi` are clear.
     pub(crate) fn for_each_word_in(&mut self, lo: u64, hi: u64, f: &mut impl FnMut(u64, u64)) {
-        let Some(root) = self.root.as_deref() else {
-            return;
-        };
-        let hi = hi.min(MAX_PAGE + 1);
-        if lo >= hi {
-            return;
-        }
-        let last_chunk = (hi - 1) >> CHUNK_SHIFT;
-        let mut c = lo >> CHUNK_SHIFT;
-        // `c <= last_chunk <= MAX_PAGE >> CHUNK_SHIFT` (2^16 - 1): the steps below cannot overflow.
-        while c <= last_chunk {
-            let (r, m, l) = slots(c);
-            let Some(middle) = root[r].as_deref() else {
-                c = (c | ((1 << (2 * TABLE_SHIFT)) - 1)) + 1;
-                continue;
-            };
-            let Some(leaf) = middle[m].as_deref() else {
-                c = (c | ((1 << TABLE_SHIFT) - 1)) + 1;
-                continue;
-            };
-            if let Some(chunk) = leaf[l].as_deref() {
-                let base = c << CHUNK_SHIFT;
-                // Bits `from..to` of the chunk are in `lo..hi` (`lo < base + CHUNK_BITS`, `hi > base`).
-                let from = lo.saturating_sub(base);
-                let to = (hi - base).min(CHUNK_BITS);
-                for_each_chunk_word(chunk, from as usize, to as usize, &mut |w, bits| {
-                    f(base + (w as u64) * 64, bits)
-                });
+        self.for_each_run_in(lo, hi, &mut |base, words| {
+            for (j, &bits) in (0u64..).zip(words) {
+                if bits != 0 {
+                    f(base + j * 64, bits);
+                }
             }
-            c += 1;
-        }
+        });
     }
 
     /// Calls `f(base, words)` for the words of marks in `lo..hi` of every chunk present, in
@@ -304,34 +280,6 @@ fn set_chunk_bits(chunk: &mut Chunk, lo: usize, hi: usize) {
             *head |= low_mask;
             middle.fill(!0);
             *tail |= high_mask;
-        }
-    }
-}
-
-/// Calls `f(w, bits)` for the non-zero words `w` of `chunk` masked to the bits `from..to` (`to` at
-/// most [`CHUNK_BITS`]), ascending.
-fn for_each_chunk_word(chunk: &Chunk, from: usize, to: usize, f: &mut impl FnMut(usize, u64)) {
-    if from >= to {
-        return;
-    }
-    let (first, end) = (from / 64, to.div_ceil(64));
-    let Some(words) = chunk.get(first..end) else {
-        return;
-    };
-    for (i, &word) in words.iter().enumerate() {
-        if word == 0 {
-            continue;
-        }
-        let w = first + i;
-        let mut bits = word;
-        if w == first {
-            bits &= !0u64 << (from % 64);
-        }
-        if w + 1 == end && to % 64 != 0 {
-            bits &= (1u64 << (to % 64)) - 1;
-        }
-        if bits != 0 {
-            f(w, bits);
         }
     }
 }
@@ -604,10 +552,13 @@ pub(crate) fn or_word(bytes: &mut [u8], pos: u64, bits: u64) {
 /// Writes `words` over the little-endian bitmap `bytes` from word `first` on; words past its
 /// end are dropped.
 fn copy_words(bytes: &mut [u8], first: usize, words: &[u64]) {
-    let Some(dst) = first.checked_mul(8).and_then(|at| bytes.get_mut(at..)) else {
-        return;
-    };
-    for (d, w) in dst.chunks_exact_mut(8).zip(words) {
+    for (i, &w) in words.iter().enumerate() {
+        let Some(at) = first.checked_add(i).and_then(|word| word.checked_mul(8)) else {
+            return;
+        };
+        let Some(d) = at.checked_add(8).and_then(|end| bytes.get_mut(at..end)) else {
+            return;
+        };
         d.copy_from_slice(&w.to_le_bytes());
     }
 }

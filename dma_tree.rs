@@ -117,22 +117,8 @@ impl DmaTree {
     }
 
     /// Removes the mappings a request over `range` covers, in IOVA order, handing each to `f`.
-    pub(crate) fn remove_covered(&mut self, range: &IovaRange, cover: Cover, mut f: impl FnMut(DmaMapping)) {
-        let Some(first) = self.first_covered(range, cover) else {
-            return;
-        };
-        let mut cursor = compat::cursor_lower_bound_mut(&mut self.tree, &first);
-        while let Some(c) = cursor {
-            let key = *c.current().0;
-            if key > range.last {
-                break;
-            }
-            let (next, node) = c.remove_current();
-            let (_, mapping) = node.to_key_value();
-            f(mapping);
-            // Removing the last node moves the cursor back: the walk ends there.
-            cursor = next.filter(|n| *n.current().0 > key);
-        }
+    pub(crate) fn remove_covered(&mut self, range: &IovaRange, cover: Cover, f: impl FnMut(DmaMapping)) {
+        self.drain_covered(range, cover, |_| true, f);
     }
 
     /// Removes the mappings a request over `range` covers for which `remove_now` returns true,

@@ -10,7 +10,7 @@
 //! Lock order: as in `container.rs`; vendor drivers are notified with no container lock held.
 
 use crate::{
-    container::{Container, ContainerInner, MapRequest, UnmapRequest, Version},
+    container::{Container, ContainerInner, MapRequest, Removals, UnmapRequest, Version},
     dirty::{self, UserBitmap},
     dma::{Busy, DmaMapping, PinBatch},
     dma_tree::{Cover, DmaTree},
@@ -380,7 +380,7 @@ fn first_vendor_pinned(mappings: &mut DmaTree, range: &IovaRange, cover: Cover) 
 /// whether any was marked.
 fn remove_covered(inner: &mut ContainerInner, id: u64, range: &IovaRange, cover: Cover, bitmap: bool) -> (u64, bool) {
     let mut unmapped = 0u64;
-    let (mut removed, mut invalid, mut iommu_locked) = (0u32, 0u32, 0u64);
+    let mut gone = Removals::default();
     let (mut marked, mut marked_invalid) = (0u32, 0u32);
     let domains = &inner.domains;
     inner.mappings.drain_covered(
@@ -398,19 +398,9 @@ fn remove_covered(inner: &mut ContainerInner, id: u64, range: &IovaRange, cover:
             marked = marked.saturating_add(1);
             false
         },
-        |m| {
-            let (start, size) = (m.range.start, m.size());
-            removed = removed.saturating_add(1);
-            invalid = invalid.saturating_add(u32::from(m.vaddr_invalid));
-            let gone = m.remove(domains.iter());
-            iommu_locked = iommu_locked.saturating_add(gone.iommu_locked);
-            let unpinned = gone.iommu_locked.saturating_add(gone.vendor);
-            trace::unmap(id, start, size, bitmap, unpinned, gone.uncharged, false);
-            crate::mm::cond_resched();
-        },
+        |m| gone.remove(m, domains.iter(), id, bitmap, false),
     );
-    inner.forget_mappings(removed, invalid.saturating_add(marked_invalid));
-    inner.iommu_unpinned(iommu_locked);
+    gone.apply(inner, marked_invalid);
     inner.in_flight = inner.in_flight.saturating_add(marked);
     (unmapped, marked != 0)
 }
