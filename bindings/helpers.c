@@ -243,6 +243,26 @@ static int vir_follow_fault_pfn(struct vm_area_struct *vma, struct mm_struct *mm
 	return ret;
 }
 
+/*
+ * The pfn of a VM_PFNMAP mapping at @vaddr if it is mapped already (no fault), writable if @write:
+ * 0 or an errno.
+ */
+static int vir_follow_pfn(struct vm_area_struct *vma, unsigned long vaddr, unsigned long *pfn,
+			  bool write)
+{
+	struct follow_pfnmap_args args = { .vma = vma, .address = vaddr };
+	int ret = follow_pfnmap_start(&args);
+
+	if (ret)
+		return ret;
+	if (write && !args.writable)
+		ret = -EFAULT;
+	else
+		*pfn = args.pfn;
+	follow_pfnmap_end(&args);
+	return ret;
+}
+
 /* Replaces the @n page pointers of @buf by their pfns and counts the reserved pages among them. */
 static void vir_pages_to_pfns(u64 *buf, long n, unsigned long *nr_reserved)
 {
@@ -268,7 +288,10 @@ static void vir_pages_to_pfns(u64 *buf, long n, unsigned long *nr_reserved)
  * pin_user_pages_fast(), as iommufd does (pfn_reader_user_pin()): page tables are walked without the
  * mmap_lock or a VMA lookup, and what GUP-fast cannot pin goes through the slow path inside it with
  * the same checks (FOLL_LONGTERM migration, faults). Only if that pins nothing is the VM_PFNMAP case
- * looked at, under the mmap_lock.
+ * looked at, under the mmap_lock (without trying GUP again there if GUP-fast's slow path just
+ * failed). From a VM_PFNMAP address, the following MMIO pfns of the same VMA that are mapped
+ * already come in the same call, up to @npages: a BAR is not resolved one call (and one failed GUP)
+ * per page.
  */
 long vir_pin_user_pfns(struct mm_struct *mm, unsigned long vaddr, unsigned long npages,
 		       bool write, u64 *buf, unsigned long *nr_reserved)
@@ -279,6 +302,8 @@ long vir_pin_user_pfns(struct mm_struct *mm, unsigned long vaddr, unsigned long 
 	unsigned long pfn;
 	long n;
 
+	bool tried = false;
+
 	/* GUP-fast takes an int count (our batches are far smaller). */
 	if (mm == current->mm && npages <= INT_MAX) {
 		n = pin_user_pages_fast(untagged_addr(vaddr), npages, flags, pages);
@@ -286,13 +311,17 @@ long vir_pin_user_pfns(struct mm_struct *mm, unsigned long vaddr, unsigned long 
 			vir_pages_to_pfns(buf, n, nr_reserved);
 			return n;
 		}
+		/* Its slow path ran under the mmap_lock, with the same flags, and pinned nothing. */
+		tried = true;
 	}
 	mmap_read_lock(mm);
 	vaddr = untagged_addr_remote(mm, vaddr);
-	n = pin_user_pages_remote(mm, vaddr, npages, flags, pages, NULL);
-	if (n > 0) {
-		vir_pages_to_pfns(buf, n, nr_reserved);
-		goto done;
+	if (!tried) {
+		n = pin_user_pages_remote(mm, vaddr, npages, flags, pages, NULL);
+		if (n > 0) {
+			vir_pages_to_pfns(buf, n, nr_reserved);
+			goto done;
+		}
 	}
 retry:
 	vma = vma_lookup(mm, vaddr);
@@ -305,6 +334,14 @@ retry:
 			buf[0] = pfn;
 			(*nr_reserved)++;
 			n = 1;
+			/* The mmap_lock is held since the lookup: @vma stays valid. */
+			while ((unsigned long)n < npages && vma->vm_end - vaddr > (unsigned long)n * PAGE_SIZE) {
+				if (vir_follow_pfn(vma, vaddr + n * PAGE_SIZE, &pfn, write) ||
+				    !vir_pfn_invalid_or_reserved(pfn))
+					break;
+				buf[n++] = pfn;
+				(*nr_reserved)++;
+			}
 		} else {
 			n = ret ? ret : -EFAULT;
 		}
