@@ -177,7 +177,7 @@ static long pins_within(struct pinner *p, double t0, double t1, double *longest)
 	return n;
 }
 
-TEST_F(conc, vendor_pin_beside_map)
+TEST_F_TIMEOUT(conc, vendor_pin_beside_map, 120)
 {
 	struct backend_refs refs = backend_refs();
 	unsigned char *page = alloc_pages(1);
@@ -229,7 +229,7 @@ TEST_F(conc, vendor_pin_beside_map)
 	free(p.t);
 }
 
-TEST_F(conc, vendor_pin_inside_map)
+TEST_F_TIMEOUT(conc, vendor_pin_inside_map, 120)
 {
 	struct backend_refs refs = backend_refs();
 	struct pinner p;
@@ -289,7 +289,7 @@ static void *unmap_loop(void *arg)
 	return NULL;
 }
 
-TEST_F(conc, unmap_races_map)
+TEST_F_TIMEOUT(conc, unmap_races_map, 120)
 {
 	struct backend_refs refs = backend_refs();
 	struct unmapper u = { 0 };
@@ -387,7 +387,7 @@ static void *churn_loop(void *arg)
  * its own: dma_avail and the busy count went wrong, and the other unmap then dropped a mapping
  * made meanwhile, still pinned.
  */
-TEST_F(conc, unmap_all_races_maps)
+TEST_F_TIMEOUT(conc, unmap_all_races_maps, 120)
 {
 	struct backend_refs refs = backend_refs();
 	unsigned char *small = alloc_pages(2);
@@ -454,7 +454,7 @@ static void *map_once(void *arg)
 	return NULL;
 }
 
-TEST_F(conc, detach_mid_map)
+TEST_F_TIMEOUT(conc, detach_mid_map, 120)
 {
 	struct backend_refs refs = backend_refs();
 	struct mapper m = { 0 };
@@ -486,7 +486,7 @@ TEST_F(conc, detach_mid_map)
 	EXPECT_EQ(self->pins_before, pins_outstanding());
 }
 
-TEST_F(conc, kill_mid_map)
+TEST_F_TIMEOUT(conc, kill_mid_map, 180)
 {
 	struct backend_refs refs = backend_refs();
 	int pipefd[2], status, container, group;
@@ -498,19 +498,22 @@ TEST_F(conc, kill_mid_map)
 	pid = fork();
 	ASSERT_LE(0, pid);
 	if (pid == 0) {
-		/* 1 GiB of its own memory: a map of some 200 ms under TCG. */
-		unsigned char *mem = mmap(NULL, 4 * SIZE, PROT_READ | PROT_WRITE,
+		/*
+		 * 512 MiB of its own memory: a map of some 100 ms under TCG (the KASAN kernel takes
+		 * tens of seconds to fault it in, hence the test's timeout).
+		 */
+		unsigned char *mem = mmap(NULL, 2 * SIZE, PROT_READ | PROT_WRITE,
 					  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-		if (mem == MAP_FAILED || madvise(mem, 4 * SIZE, MADV_NOHUGEPAGE))
+		if (mem == MAP_FAILED || madvise(mem, 2 * SIZE, MADV_NOHUGEPAGE))
 			_exit(1);
-		memset(mem, 0x5c, 4 * SIZE);
+		memset(mem, 0x5c, 2 * SIZE);
 		if (open_container(env_int("VFIO_TEST_GROUP"), VFIO_TYPE1v2_IOMMU, &container,
 				   &group))
 			_exit(1);
 		if (write(pipefd[1], &c, 1) != 1)
 			_exit(2);
-		dma_map(container, 0, (uintptr_t)mem, 4 * SIZE, RW);
+		dma_map(container, 0, (uintptr_t)mem, 2 * SIZE, RW);
 		/* Not killed in time: report it, the test cannot tell. */
 		_exit(3);
 	}
