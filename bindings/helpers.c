@@ -214,38 +214,9 @@ static bool vir_pfn_invalid_or_reserved(unsigned long pfn)
 	return !pfn_valid(pfn) || PageReserved(pfn_to_page(pfn));
 }
 
-/* type1's follow_fault_pfn(): the pfn of a VM_PFNMAP mapping at @vaddr, faulting it in. */
-static int vir_follow_fault_pfn(struct vm_area_struct *vma, struct mm_struct *mm,
-				unsigned long vaddr, unsigned long *pfn, bool write)
-{
-	struct follow_pfnmap_args args = { .vma = vma, .address = vaddr };
-	int ret;
-
-	ret = follow_pfnmap_start(&args);
-	if (ret) {
-		bool unlocked = false;
-
-		ret = fixup_user_fault(mm, vaddr, FAULT_FLAG_REMOTE | (write ? FAULT_FLAG_WRITE : 0),
-				       &unlocked);
-		if (unlocked)
-			return -EAGAIN;
-		if (ret)
-			return ret;
-		ret = follow_pfnmap_start(&args);
-		if (ret)
-			return ret;
-	}
-	if (write && !args.writable)
-		ret = -EFAULT;
-	else
-		*pfn = args.pfn;
-	follow_pfnmap_end(&args);
-	return ret;
-}
-
 /*
  * The pfn of a VM_PFNMAP mapping at @vaddr if it is mapped already (no fault), writable if @write:
- * 0 or an errno.
+ * 0, -EFAULT if it is not writable, or the error of follow_pfnmap_start() (-EINVAL: not mapped).
  */
 static int vir_follow_pfn(struct vm_area_struct *vma, unsigned long vaddr, unsigned long *pfn,
 			  bool write)
@@ -261,6 +232,23 @@ static int vir_follow_pfn(struct vm_area_struct *vma, unsigned long vaddr, unsig
 		*pfn = args.pfn;
 	follow_pfnmap_end(&args);
 	return ret;
+}
+
+/* type1's follow_fault_pfn(): the pfn of a VM_PFNMAP mapping at @vaddr, faulting it in. */
+static int vir_follow_fault_pfn(struct vm_area_struct *vma, struct mm_struct *mm,
+				unsigned long vaddr, unsigned long *pfn, bool write)
+{
+	bool unlocked = false;
+	int ret = vir_follow_pfn(vma, vaddr, pfn, write);
+
+	if (!ret || ret == -EFAULT)
+		return ret;
+	ret = fixup_user_fault(mm, vaddr, FAULT_FLAG_REMOTE | (write ? FAULT_FLAG_WRITE : 0), &unlocked);
+	if (unlocked)
+		return -EAGAIN;
+	if (ret)
+		return ret;
+	return vir_follow_pfn(vma, vaddr, pfn, write);
 }
 
 /* Replaces the @n page pointers of @buf by their pfns and counts the reserved pages among them. */
