@@ -512,9 +512,7 @@ pub(crate) fn set_bits(bytes: &mut [u8], first: u64, end: u64) {
     }
 }
 
-/// Makes bits `first..end` the only bits set in the
-/// little-endian bitmap `bytes`, in one pass (a window of an all-dirty mapping is written without
-/// zeroing it first).
+/// Makes bits `first..end` the only bits set in the little-endian bitmap `bytes`, in one pass.
 pub(crate) fn only_bits(bytes: &mut [u8], first: u64, end: u64) {
     // Bits past the end of `bytes` are dropped (callers pass none).
     let end = end.min((bytes.len() as u64).saturating_mul(8));

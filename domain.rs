@@ -76,12 +76,12 @@ pub(crate) struct Domain {
     info: DomainInfo,
 }
 
-// SAFETY: The IOMMU API may be called for a domain from any task. Its page-table calls
-// (`iommu_map`, `iommu_unmap_fast`, `iommu_iova_to_phys`) take no domain lock and may run
-// concurrently for disjoint IOVA ranges (iommufd maps and unmaps disjoint areas of one domain
-// concurrently); the container never works on overlapping ranges concurrently (one task owns a
-// busy mapping's range, the container mutex covers the rest) and serialises attach/detach with
-// its mutex.
+// The IOMMU API's page-table calls (`iommu_map`, `iommu_unmap_fast`, `iommu_iova_to_phys`) take no
+// domain lock and may run concurrently for disjoint IOVA ranges (iommufd maps and unmaps disjoint
+// areas of one domain concurrently); the container never works on overlapping ranges concurrently
+// (one task owns a busy mapping's range, the container mutex covers the rest) and serialises
+// attach/detach with its mutex.
+// SAFETY: The IOMMU API may be called for a domain from any task, under the rules above.
 unsafe impl Send for Domain {}
 // SAFETY: See `Send`.
 unsafe impl Sync for Domain {}
