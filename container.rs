@@ -387,6 +387,18 @@ impl Container {
         }
     }
 
+    /// Locks the container for a request over `range` ([`Self::lock_live`]) once no busy mapping
+    /// overlaps it ([`Self::wait_settled`]); `EINVAL` if it was released meanwhile.
+    pub(crate) fn lock_settled(&self, range: Option<&IovaRange>) -> Result<Guard<'_, ContainerInner, MutexBackend>> {
+        let mut guard = self.lock_live()?;
+        if let Some(range) = range {
+            if self.wait_settled(&mut guard, Some(range)) && guard.released {
+                return Err(EINVAL);
+            }
+        }
+        Ok(guard)
+    }
+
     /// A busy mapping settled: counts it and wakes the waiters.
     pub(crate) fn settle(&self, inner: &mut ContainerInner) {
         inner.settle_one();

@@ -146,13 +146,9 @@ impl Container {
     /// mapping in it to `bitmap` and starts a new reporting period for them, only if all bits
     /// were written (type1 loses the bits of the mappings before a fault).
     pub(crate) fn dirty_bitmap(&self, range: &IovaRange, bitmap: &UserBitmap) -> Result {
-        let mut guard = self.lock_live()?;
         // A mapping of the range is being made or removed: report what is there after that.
-        self.wait_settled(&mut guard, Some(range));
+        let mut guard = self.lock_settled(Some(range))?;
         let inner = &mut *guard;
-        if inner.released {
-            return Err(EINVAL);
-        }
         let pgsize = inner.min_pgsize();
         if bitmap.pgsize != pgsize || range.start & (pgsize - 1) != 0 {
             return Err(EINVAL);

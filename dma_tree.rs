@@ -195,9 +195,10 @@ impl DmaTree {
         Some(core::mem::replace(slot, husk))
     }
 
-    /// Removes the husk [`Self::take_out`] left at `start`; false if there is none.
-    pub(crate) fn remove_husk(&mut self, start: u64) -> bool {
-        if self.tree.get(&start).map(|m| m.busy) != Some(Busy::Removing) {
+    /// Removes the husk in state `busy` at `start` (of a map, or the one [`Self::take_out`]
+    /// left); false if there is none.
+    pub(crate) fn remove_husk(&mut self, start: u64, busy: Busy) -> bool {
+        if busy == Busy::No || self.tree.get(&start).map(|m| m.busy) != Some(busy) {
             return false;
         }
         drop(self.tree.remove(&start));
@@ -213,11 +214,6 @@ impl DmaTree {
         mapping.busy = Busy::No;
         drop(core::mem::replace(slot, mapping));
         Ok(())
-    }
-
-    /// Removes the mapping (or husk) starting at `start`.
-    pub(crate) fn remove(&mut self, start: u64) -> Option<DmaMapping> {
-        self.tree.remove(&start)
     }
 
     /// Whether `range` bisects a mapping at either end (v2 unmaps and dirty bitmaps must not).

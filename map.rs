@@ -158,8 +158,7 @@ impl Container {
                 // `pin_and_map` undid its work.
                 Err(e) => Err(e),
             };
-            if r.is_err() && inner.mappings.get(range.start).is_some_and(|h| h.busy == Busy::Mapping) {
-                drop(inner.mappings.remove(range.start));
+            if r.is_err() && inner.mappings.remove_husk(range.start, Busy::Mapping) {
                 inner.dma_avail = inner.dma_avail.saturating_add(1);
             }
             self.settle(inner);
@@ -324,7 +323,7 @@ impl Container {
                 inner.iommu_pinned(locked);
                 inner.iommu_unpinned(gone.iommu_locked);
             }
-            if inner.mappings.remove_husk(key) {
+            if inner.mappings.remove_husk(key, Busy::Removing) {
                 // Its invalid vaddr was forgotten when it was marked.
                 inner.forget_mappings(1, 0);
                 self.settle(inner);

@@ -50,15 +50,10 @@ impl Container {
         if self.version != crate::container::Version::V2 {
             return Err(EACCES);
         }
-        let mut guard = self.lock_live()?;
         // Pages of a mapping being made or removed: wait for it, as for the mutex.
-        if let Some(range) = pages_range(iova, pages.len()) {
-            self.wait_settled(&mut guard, Some(&range));
-        }
+        let range = bytes_range(iova, pages.len().saturating_mul(PAGE_SIZE as usize));
+        let mut guard = self.lock_settled(range.as_ref())?;
         let inner = &mut *guard;
-        if inner.released {
-            return Err(EINVAL);
-        }
         if inner.vaddr_invalid_count != 0 {
             pr_warn!("vfio_pin_pages refused while a vaddr is invalid (VFIO_UPDATE_VADDR)\n");
             return Err(EBUSY);
@@ -197,14 +192,8 @@ impl Container {
 
     /// [`Self::dma_rw`].
     fn dma_rw_inner(&self, iova: u64, mut data: DmaRwData<'_>) -> Result {
-        let mut guard = self.lock_live()?;
-        if let Some(range) = bytes_range(iova, data.len()) {
-            self.wait_settled(&mut guard, Some(&range));
-        }
+        let mut guard = self.lock_settled(bytes_range(iova, data.len()).as_ref())?;
         let inner = &mut *guard;
-        if inner.released {
-            return Err(EINVAL);
-        }
         if inner.vaddr_invalid_count != 0 {
             pr_warn!("vfio_dma_rw refused while a vaddr is invalid (VFIO_UPDATE_VADDR)\n");
             return Err(EBUSY);
@@ -241,15 +230,6 @@ impl Container {
 /// The IOVA of page `i` from `iova`, if it does not wrap.
 fn page_iova(iova: u64, i: usize) -> Option<u64> {
     (i as u64).checked_mul(PAGE_SIZE)?.checked_add(iova)
-}
-
-/// The IOVA range of `n` pages from `iova` (to the top of the address space if they would wrap),
-/// if there are any.
-fn pages_range(iova: u64, n: usize) -> Option<IovaRange> {
-    let last = page_iova(iova, n.checked_sub(1)?)
-        .and_then(|p| p.checked_add(PAGE_SIZE - 1))
-        .unwrap_or(u64::MAX);
-    IovaRange::new(iova, last)
 }
 
 /// The IOVA range of `len` bytes from `iova` (to the top of the address space if they would
