@@ -110,6 +110,7 @@ TEST_F_TIMEOUT(long_running, fuzz, 86400)
 	time_t end = time(NULL) + seconds;
 	static __u64 bits[4096];
 	char scratch[4096];
+	struct __test_metadata meta;
 
 	ASSERT_EQ(BACKEND_RUST, vfio_backend());
 	if (given && *given)
@@ -120,22 +121,30 @@ TEST_F_TIMEOUT(long_running, fuzz, 86400)
 	fflush(stdout);
 	rnd_state = seed | 1;
 	/*
-	 * The 64 pages the fuzzed pointers and vaddrs start in, at the bottom of 64 MiB of our own:
-	 * an mdev container maps any range without pinning, so the vendor driver pins, fills and
-	 * dma_rw()s, and the kernel writes bitmaps, well past those pages. Everything mmapped before
-	 * (the harness's shared results, which such a write once corrupted) lies above.
+	 * The fuzzed pointers and vaddrs start in `none`, `ro` and the 64 pages of `buf`, at the bottom
+	 * of one reservation of our own: an mdev container maps any range without pinning, so the
+	 * vendor driver pins, fills and dma_rw()s, and the kernel writes bitmaps, well past those
+	 * pages. Above `buf` lie 64 MiB of writable memory, then PROT_NONE up to 8 GiB (the largest
+	 * offset the fuzzed IOVAs give but a random one is 0xfee00000 + 95 pages), so no such write
+	 * reaches the harness's shared _metadata. Separate mmaps did not ensure that: a 64 MiB
+	 * mapping is PMD aligned (Linux 6.7+), the small ones then went above it, next to
+	 * _metadata, and a PIN with WRITE through a mapping of `none` zeroed it (seed
+	 * 0xeb1b5e461fe2f06c, call 10,955).
 	 */
-	buf = mmap(NULL, 64 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-		   -1, 0);
-	if (buf == MAP_FAILED)
-		buf = NULL;
-	else
-		memset(buf, 0, 64 * PAGE);
-	ro = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	none = mmap(NULL, PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_NE(NULL, buf);
-	ASSERT_NE(MAP_FAILED, ro);
-	ASSERT_NE(MAP_FAILED, none);
+	{
+		size_t reserve = 8ULL << 30, rw = 2 * PAGE + (64 << 20);
+		char *r = mmap(NULL, reserve, PROT_NONE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+		ASSERT_NE(MAP_FAILED, r);
+		ASSERT_EQ(0, mprotect(r, rw, PROT_READ | PROT_WRITE));
+		none = r;
+		ro = r + PAGE;
+		buf = r + 2 * PAGE;
+		memset(r, 0, 66 * PAGE);
+		ASSERT_EQ(0, mprotect(none, PAGE, PROT_NONE));
+		ASSERT_EQ(0, mprotect(ro, PAGE, PROT_READ));
+	}
 	ASSERT_EQ(0, open_container(env_int("VFIO_TEST_GROUP"), VFIO_TYPE1v2_IOMMU, &container,
 				    &group));
 	ASSERT_EQ(0, open_container(env_int("VFIO_TEST_VMDEV_GROUP"),
@@ -143,6 +152,8 @@ TEST_F_TIMEOUT(long_running, fuzz, 86400)
 	dev = ioctl(mgroup, VFIO_GROUP_GET_DEVICE_FD, env_str("VFIO_TEST_VMDEV"));
 	ASSERT_LE(0, dev);
 
+	/* A guard: a device write into the harness's shared memory is told by its call number. */
+	memcpy(&meta, _metadata, sizeof(meta));
 	for (n = 0; n < calls && (n % 1024 || time(NULL) < end); n++) {
 		int fd = rnd() % 2 ? container : mcont;
 		long ret = -1;
@@ -219,6 +230,10 @@ TEST_F_TIMEOUT(long_running, fuzz, 86400)
 		}
 		}
 		ok += ret >= 0;
+		if (memcmp(&meta, _metadata, sizeof(meta))) {
+			memcpy(_metadata, &meta, sizeof(meta));
+			ASSERT_TRUE(0) TH_LOG("seed %#llx: call %ld wrote the harness's memory", seed, n);
+		}
 	}
 	printf("# fuzz: %ld calls, %ld succeeded\n", n, ok);
 	EXPECT_LT(0, ok);
