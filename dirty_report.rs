@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Dirty tracking operations of a container: `VFIO_IOMMU_DIRTY_PAGES` START, STOP and
-//! GET_BITMAP, and the bits an unmap with dirty bitmap writes (`dirty.rs` has the model and the
-//! bitmap layout).
+//! GET_BITMAP, and the bits an unmap with dirty bitmap writes (`dirty.rs` has the model,
+//! `user_bitmap.rs` the bitmap layout).
 //!
 //! Every bitmap written is counted (`ContainerInner::reports`, shown in debugfs) and emits the
 //! `vir_dirty_report` trace event, whose bit count is read back from the user's bitmap only while
@@ -14,10 +14,11 @@
 use crate::{
     compat,
     container::{Container, ContainerInner},
-    dirty::{self, UserBitmap},
+    dirty,
     dma_tree::Cover,
     iova::IovaRange,
     trace,
+    user_bitmap::{self, UserBitmap},
 };
 use kernel::prelude::*;
 
@@ -34,7 +35,7 @@ impl ContainerInner {
         bitmap: &UserBitmap,
         unmap: bool,
     ) -> Result {
-        let mut window = dirty::Window::new();
+        let mut window = user_bitmap::Window::new();
         // Only allocated, and the bitmap only read back, while the trace event is enabled.
         let mut readback = if trace::dirty_report_enabled() {
             Some(KVec::from_elem(0u8, READBACK_BYTES, GFP_KERNEL)?)
@@ -74,7 +75,7 @@ impl ContainerInner {
 /// Bytes read back from a user bitmap at a time, to count its bits for the trace event.
 const READBACK_BYTES: usize = 4096;
 
-/// The 64-bit words a mapping's `nbits` bits from bit `first` are written as (dirty.rs: whole
+/// The 64-bit words a mapping's `nbits` bits from bit `first` are written as (user_bitmap.rs: whole
 /// words from the one holding the first bit to the one holding the last).
 fn words_spanned(first: u64, nbits: u64) -> u64 {
     (first % 64).saturating_add(nbits).div_ceil(64)

@@ -20,10 +20,11 @@
 use crate::{
     account::{LockedAccount, PinCharge},
     compat,
-    dirty::{Chunk, DirtyPages, DirtySource, CHUNK_BITS},
+    dirty::{Chunk, DirtyPages, CHUNK_BITS},
     dma_unmap::{contiguous_len, unmap_unpin_range},
     domain::{Domain, Prot},
     iova::IovaRange,
+    user_bitmap::DirtySource,
     mm::{self, MmOwner, PAGE_SHIFT, PAGE_SIZE},
     vendor::VendorPin,
 };

@@ -13,9 +13,9 @@
 use crate::{
     bindings, compat,
     container::{Container, Info, MapRequest, UnmapRequest, Version},
-    dirty::{self, UserBitmap},
     domain::Prot,
     iova::IovaRange,
+    user_bitmap::{self, UserBitmap},
 };
 use core::mem::size_of;
 use kernel::prelude::*;
@@ -237,7 +237,7 @@ fn build_caps(info: &Info) -> Result<KVec<u8>> {
     migration.extend_from_slice(&0u32.to_ne_bytes(), GFP_KERNEL)?; // flags
     migration.extend_from_slice(&0u32.to_ne_bytes(), GFP_KERNEL)?; // padding
     migration.extend_from_slice(&info.min_pgsize.to_ne_bytes(), GFP_KERNEL)?;
-    migration.extend_from_slice(&dirty::MAX_BITMAP_BYTES.to_ne_bytes(), GFP_KERNEL)?;
+    migration.extend_from_slice(&user_bitmap::MAX_BITMAP_BYTES.to_ne_bytes(), GFP_KERNEL)?;
     caps.add(bindings::VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, &migration)?;
     let mut avail = KVec::new();
     avail.extend_from_slice(&info.dma_avail.to_ne_bytes(), GFP_KERNEL)?;

@@ -6,8 +6,9 @@
 //! (which has no Rust KUnit support) as C-callable functions that `bindings/kunit.c` registers.
 
 use crate::{
-    dirty::{self, DirtyPages, UserBitmap},
+    dirty::{self, DirtyPages},
     iova::{eoverflow, IovaList, IovaRange},
+    user_bitmap::{self, UserBitmap},
 };
 use kernel::prelude::*;
 
@@ -85,28 +86,28 @@ fn iova_list() -> i32 {
 /// Bit ranges of a little-endian bitmap, and bitmap sizes in whole words.
 fn bitmap_bits() -> i32 {
     let mut b = [0u8; 16];
-    dirty::set_bits(&mut b, 3, 4);
+    user_bitmap::set_bits(&mut b, 3, 4);
     check!(b[0] == 0x08);
-    dirty::set_bits(&mut b, 6, 19);
+    user_bitmap::set_bits(&mut b, 6, 19);
     check!(b[0] == 0xc8 && b[1] == 0xff && b[2] == 0x07);
-    dirty::set_bits(&mut b, 64, 128);
+    user_bitmap::set_bits(&mut b, 64, 128);
     check!(b[8..] == [0xff; 8]);
     check!(u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) == 0x07ffc8);
     let mut c = [0u8; 2];
-    dirty::set_bits(&mut c, 5, 5);
+    user_bitmap::set_bits(&mut c, 5, 5);
     check!(c == [0, 0]);
     // `only_bits` clears everything else, partial end bytes included, in one pass.
     let mut d = [0xa5u8; 4];
-    dirty::only_bits(&mut d, 3, 13);
+    user_bitmap::only_bits(&mut d, 3, 13);
     check!(d == [0xf8, 0x1f, 0, 0]);
-    dirty::only_bits(&mut d, 8, 32);
+    user_bitmap::only_bits(&mut d, 8, 32);
     check!(d == [0, 0xff, 0xff, 0xff]);
-    dirty::only_bits(&mut d, 30, 31);
+    user_bitmap::only_bits(&mut d, 30, 31);
     check!(d == [0, 0, 0, 0x40]);
-    check!(dirty::bitmap_bytes(0) == 0);
-    check!(dirty::bitmap_bytes(1) == 8);
-    check!(dirty::bitmap_bytes(64) == 8);
-    check!(dirty::bitmap_bytes(65) == 16);
+    check!(user_bitmap::bitmap_bytes(0) == 0);
+    check!(user_bitmap::bitmap_bytes(1) == 8);
+    check!(user_bitmap::bitmap_bytes(64) == 8);
+    check!(user_bitmap::bitmap_bytes(65) == 16);
     0
 }
 
@@ -128,8 +129,8 @@ fn user_bitmap() -> i32 {
     check!(!ok(3000, 8, 4096));
     check!(!ok(4096, 0, 4096));
     check!(!ok(4096, 8, 0));
-    check!(!ok(4096, dirty::MAX_BITMAP_BYTES + 8, 4096));
-    check!(ok(4096, dirty::MAX_BITMAP_BYTES, 4096));
+    check!(!ok(4096, user_bitmap::MAX_BITMAP_BYTES + 8, 4096));
+    check!(ok(4096, user_bitmap::MAX_BITMAP_BYTES, 4096));
     let kernel = UserBitmap {
         pgsize: 4096,
         size: 8,
@@ -279,16 +280,16 @@ fn dirty_words() -> i32 {
     check!(whole == (512, dirty::CHUNK_BITS));
 
     let mut bytes = [0u8; 16];
-    dirty::or_word(&mut bytes, 0, 0xff);
+    user_bitmap::or_word(&mut bytes, 0, 0xff);
     check!(bytes[0] == 0xff && bytes[1] == 0);
-    dirty::or_word(&mut bytes, 12, 1);
+    user_bitmap::or_word(&mut bytes, 12, 1);
     check!(bytes[1] == 0x10);
-    dirty::or_word(&mut bytes, 60, 0xff);
+    user_bitmap::or_word(&mut bytes, 60, 0xff);
     check!(bytes[7] == 0xf0 && bytes[8] == 0x0f);
     // Bits past the end are dropped; a position past it writes nothing.
-    dirty::or_word(&mut bytes, 124, !0);
+    user_bitmap::or_word(&mut bytes, 124, !0);
     check!(bytes[15] == 0xf0);
-    dirty::or_word(&mut bytes, 1 << 40, !0);
+    user_bitmap::or_word(&mut bytes, 1 << 40, !0);
     check!(bytes.iter().map(|b| b.count_ones()).sum::<u32>() == 8 + 1 + 8 + 4);
     0
 }

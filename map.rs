@@ -11,12 +11,13 @@
 
 use crate::{
     container::{Container, ContainerInner, MapRequest, Removals, UnmapRequest, Version},
-    dirty::{self, UserBitmap},
+    dirty,
     dma::{Busy, DmaMapping, PinBatch},
     dma_tree::{Cover, DmaTree},
     iova::IovaRange,
     mm::MmOwner,
     trace,
+    user_bitmap::UserBitmap,
 };
 use kernel::{prelude::*, sync::Arc};
 

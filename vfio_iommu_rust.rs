@@ -37,6 +37,7 @@ mod inspect;
 mod ioctl;
 mod iova;
 mod map;
+mod user_bitmap;
 mod vendor_pins;
 
 #[cfg(CONFIG_KUNIT)]
