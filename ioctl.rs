@@ -15,6 +15,7 @@ use crate::{
     container::{Container, Info, MapRequest, UnmapRequest, Version},
     domain::Prot,
     iova::IovaRange,
+    params,
     user_bitmap::{self, UserBitmap},
 };
 use core::mem::size_of;
@@ -33,11 +34,15 @@ pub(crate) fn container_ioctl(container: &Container, cmd: u32, arg: usize) -> Re
 }
 
 /// Answers `VFIO_CHECK_EXTENSION` for `extension`: 1 if supported, else 0. `container` is `None`
-/// before `VFIO_SET_IOMMU` selected a backend.
+/// before `VFIO_SET_IOMMU` selected a backend (and then everything is 0 while `serve` is N).
 pub(crate) fn check_extension(container: Option<&Container>, extension: u64) -> i64 {
     let Ok(ext) = u32::try_from(extension) else {
         return 0;
     };
+    // Standing aside (`serve=N`): the core asks the next backend for a new container.
+    if container.is_none() && !params::serve() {
+        return 0;
+    }
     let yes = match ext {
         bindings::VFIO_TYPE1_IOMMU | bindings::VFIO_TYPE1v2_IOMMU => true,
         bindings::VFIO_UNMAP_ALL => true,

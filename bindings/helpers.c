@@ -33,6 +33,12 @@ module_param(disable_hugepages, bool, 0644);
 MODULE_PARM_DESC(disable_hugepages,
 		 "Disable VFIO IOMMU support for IOMMU hugepages.");
 
+/* Not type1's: N makes new containers go on to the next backend (Documentation/install.rst). */
+static bool serve = true;
+module_param(serve, bool, 0644);
+MODULE_PARM_DESC(serve,
+		 "Serve new containers (Y); N leaves them to the next VFIO IOMMU backend, such as vfio_iommu_type1, while the containers served keep being served.");
+
 unsigned int vir_param_dma_entry_limit(void)
 {
 	return READ_ONCE(dma_entry_limit);
@@ -46,6 +52,11 @@ bool vir_param_allow_unsafe_interrupts(void)
 bool vir_param_disable_hugepages(void)
 {
 	return READ_ONCE(disable_hugepages);
+}
+
+bool vir_param_serve(void)
+{
+	return READ_ONCE(serve);
 }
 
 /* As type1's vfio_iommu_domain_alloc(): the group's first device picks the IOMMU. */

@@ -16,6 +16,7 @@
 unsigned int vir_param_dma_entry_limit(void);
 bool vir_param_allow_unsafe_interrupts(void);
 bool vir_param_disable_hugepages(void);
+bool vir_param_serve(void);
 
 /* IOMMU domains. */
 struct iommu_domain *vir_group_alloc_domain(struct iommu_group *group);

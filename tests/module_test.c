@@ -76,6 +76,61 @@ TEST(reloaded_module_serves)
 	close(container);
 }
 
+/*
+ * serve=N: a new container goes on to type1 with us loaded, while a container we already serve
+ * stays ours and keeps working (maps, unmaps); serve=Y: the next container is ours again.
+ */
+TEST(serve_param_stands_aside)
+{
+	int ours, ours_group, theirs, theirs_group, again, again_group;
+	struct backend_refs before, after;
+	long pins = pins_outstanding();
+	void *buf = alloc_pages(1);
+	__u64 unmapped = 0;
+
+	ASSERT_NE(NULL, buf);
+	before = backend_refs();
+	ASSERT_EQ(0, open_container(env_int("VFIO_TEST_GROUP"), VFIO_TYPE1v2_IOMMU, &ours,
+				    &ours_group));
+	after = backend_refs();
+	ASSERT_EQ(before.rust + 1, after.rust);
+
+	ASSERT_EQ(0, write_module_param(RUST_MODULE, "serve", "N"));
+	before = backend_refs();
+	/* Before VFIO_SET_IOMMU the core still answers yes, from type1 (no ASSERT until Y). */
+	theirs = open("/dev/vfio/vfio", O_RDWR);
+	EXPECT_EQ(1, ioctl(theirs, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU));
+	close(theirs);
+	EXPECT_EQ(0, open_container(env_int("VFIO_TEST_GROUP2"), VFIO_TYPE1v2_IOMMU, &theirs,
+				    &theirs_group));
+	after = backend_refs();
+	EXPECT_EQ(before.type1 + 1, after.type1);
+	EXPECT_EQ(before.rust, after.rust);
+	/* Ours is still served by us, and answers as ours. */
+	EXPECT_EQ(1, ioctl(ours, VFIO_CHECK_EXTENSION, VFIO_UNMAP_ALL));
+	EXPECT_EQ(0, dma_map(ours, 0x100000, (uintptr_t)buf, PAGE, RW));
+	EXPECT_EQ(0, dma_unmap(ours, 0x100000, PAGE, 0, &unmapped));
+	EXPECT_EQ(PAGE, unmapped);
+	close(theirs_group);
+	close(theirs);
+	EXPECT_EQ(before.type1, module_refcnt(TYPE1_MODULE));
+
+	ASSERT_EQ(0, write_module_param(RUST_MODULE, "serve", "Y"));
+	before = backend_refs();
+	ASSERT_EQ(0, open_container(env_int("VFIO_TEST_GROUP2"), VFIO_TYPE1v2_IOMMU, &again,
+				    &again_group));
+	after = backend_refs();
+	EXPECT_EQ(before.rust + 1, after.rust);
+	EXPECT_EQ(before.type1, after.type1);
+	close(again_group);
+	close(again);
+	close(ours_group);
+	close(ours);
+	EXPECT_EQ(0, module_refcnt(RUST_MODULE));
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(0, locked_vm_kb());
+}
+
 /* Runs kmod's modprobe with @args, its output as TAP comments (stderr: the test process _exit()s
  * without flushing stdout); returns its exit status. */
 static int modprobe(const char *args)
