@@ -77,22 +77,30 @@ static double now_ms(void)
 	return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }
 
-/* Selects the backend of the next legacy containers: loads or unloads our module. */
+/*
+ * Selects the backend of the next legacy containers: our module is loaded once and stays loaded,
+ * and its `serve` parameter hands new containers to type1 (N) or keeps them (Y). Unloading and
+ * reloading it at every switch measured ours with freshly loaded code, whose every path TCG must
+ * translate again on its first run, while type1's stayed translated: a dense GET_BITMAP whose own
+ * work took 0.16 ms was timed at 1.6 to 4.8 ms (Documentation/benchmarks.rst).
+ */
 static void use_backend(enum bk b)
 {
-	int loaded = module_refcnt(RUST_MODULE) >= 0;
+	int err;
 
-	if (b == RUST && !loaded) {
+	if (module_refcnt(RUST_MODULE) < 0) {
 		int fd = open(env_str("VFIO_RUST_KO"), O_RDONLY | O_CLOEXEC);
 
 		if (fd < 0 || syscall(SYS_finit_module, fd, "", 0))
 			fail("loading vfio_iommu_rust", errno);
 		close(fd);
-	} else if (b == TYPE1 && loaded) {
-		if (syscall(SYS_delete_module, RUST_MODULE, O_NONBLOCK))
-			fail("unloading vfio_iommu_rust", errno);
 	}
-	/* iommufd does not depend on which legacy backend is loaded. */
+	/* iommufd does not depend on which legacy backend serves. */
+	if (b == IOMMUFD)
+		return;
+	err = write_module_param(RUST_MODULE, "serve", b == RUST ? "Y" : "N");
+	if (err)
+		fail("vfio_iommu_rust's serve parameter", err);
 }
 
 static void report(const char *tag, const char *work, enum bk b, double value, const char *unit)
