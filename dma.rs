@@ -64,6 +64,11 @@ pub(crate) struct DmaMapping {
     /// Whether userspace invalidated `vaddr` (`VFIO_DMA_UNMAP_FLAG_VADDR`) and has not supplied
     /// a new one yet; the device keeps its access meanwhile.
     pub(crate) vaddr_invalid: bool,
+    /// Whether a pfn mapped for the IOMMU was MMIO or a reserved page (never pinned, as in type1):
+    /// only then does unmapping check each page before unpinning (upstream type1's `has_rsvd`).
+    /// Set when such a pfn is pinned and kept until the mapping goes: a stale true costs only the
+    /// checks.
+    pub(crate) reserved_pfns: bool,
     /// Whether a map or unmap is working on the mapping without the container mutex
     /// (`map.rs`); only that task changes it then, everyone else waits ([`crate::container`]).
     pub(crate) busy: Busy,
@@ -122,6 +127,7 @@ impl DmaMapping {
             all_dirty_once: false,
             iommu_mapped: false,
             vaddr_invalid: false,
+            reserved_pfns: false,
             busy: Busy::No,
         }
     }
@@ -172,7 +178,13 @@ impl DmaMapping {
     pub(crate) fn pin_and_map(&mut self, domains: &[&Domain], batch: &mut PinBatch) -> Result<u64> {
         let mut p = Pinned::default();
         if let Err(e) = self.pin_and_map_runs(domains, batch, &mut p) {
-            unmap_unpin_range(self.range.start, p.mapped, self.prot.write, domains.iter().copied());
+            unmap_unpin_range(
+                self.range.start,
+                p.mapped,
+                self.prot.write,
+                !self.reserved_pfns,
+                domains.iter().copied(),
+            );
             self.account.uncharge(p.charged);
             return Err(e);
         }
@@ -221,6 +233,9 @@ impl DmaMapping {
                 Err(e) => break Err(e),
             };
             let pfns = &buf[..n];
+            if rsvd != 0 {
+                self.reserved_pfns = true;
+            }
             let batch_iova = self.range.start + (pinned << PAGE_SHIFT);
             let locked = (n as u64).saturating_sub(rsvd);
             let shared = shared_with_vendor(&mut self.vendor_pins, batch_iova, pfns);
@@ -291,7 +306,8 @@ impl DmaMapping {
         if !self.iommu_mapped {
             return 0;
         }
-        let unpinned = unmap_unpin_range(self.range.start, self.size(), self.prot.write, domains);
+        let unpinned =
+            unmap_unpin_range(self.range.start, self.size(), self.prot.write, !self.reserved_pfns, domains);
         self.iommu_mapped = false;
         let mut taken_over = 0u64;
         for pin in self.vendor_pins.values_mut() {

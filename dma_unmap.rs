@@ -43,6 +43,7 @@ pub(crate) fn unmap_unpin_range<'a>(
     iova: u64,
     size: u64,
     dirty: bool,
+    all_pinned: bool,
     mut domains: impl Iterator<Item = &'a Domain>,
 ) -> u64 {
     let Some(first) = domains.next() else {
@@ -56,7 +57,7 @@ pub(crate) fn unmap_unpin_range<'a>(
     }
     let large = first.info().large_pgsize();
     first.with_gather(|gather| {
-        let mut q = Unpinner::new(gather, dirty);
+        let mut q = Unpinner::new(gather, dirty, all_pinned);
         let mut offset = 0;
         while offset < size {
             let pos = iova + offset;
@@ -108,12 +109,14 @@ struct Unpinner<'g, 'a> {
     window: (u64, u64),
     window_run: usize,
     dirty: bool,
+    /// Every pfn is a pinned page that is not reserved: runs are unpinned without a check per page.
+    all_pinned: bool,
     /// Pages released that count as locked memory.
     locked: u64,
 }
 
 impl<'g, 'a> Unpinner<'g, 'a> {
-    fn new(gather: &'g mut Gather<'a>, dirty: bool) -> Self {
+    fn new(gather: &'g mut Gather<'a>, dirty: bool, all_pinned: bool) -> Self {
         Self {
             gather,
             runs: [(0, 0); UNPIN_RUNS],
@@ -121,6 +124,7 @@ impl<'g, 'a> Unpinner<'g, 'a> {
             window: (0, 0),
             window_run: 0,
             dirty,
+            all_pinned,
             locked: 0,
         }
     }
@@ -215,7 +219,15 @@ impl<'g, 'a> Unpinner<'g, 'a> {
             // pages only cover contiguous pinned runs).
             // SAFETY: They are unmapped from every domain, the first one's IOTLB synced just above
             // (the others unmap with their own sync): no device reaches them; the pins are ours.
-            self.locked += unsafe { mm::unpin_pfns(pfn, pages, self.dirty) };
+            // With `all_pinned`, the mapping pinned no MMIO or reserved pfn (`reserved_pfns`), so
+            // every page of the run is pinned memory that is not reserved.
+            self.locked += unsafe {
+                if self.all_pinned {
+                    mm::unpin_pinned_pfns(pfn, pages, self.dirty)
+                } else {
+                    mm::unpin_pfns(pfn, pages, self.dirty)
+                }
+            };
         }
         self.len = 0;
         self.window_run = 0;

@@ -231,6 +231,20 @@ pub(crate) unsafe fn unpin_pfns(pfn: u64, npages: u64, dirty: bool) -> u64 {
 }
 
 
+/// [`unpin_pfns`] for pages known to be pinned memory that is not reserved: no check per page.
+/// Returns `npages` (all of them count as locked memory).
+///
+/// # Safety
+///
+/// Each of the pages must have been pinned by [`MmOwner::pin`], not released since, and be memory
+/// with a `struct page` that is not reserved; the caller gives up those pins.
+pub(crate) unsafe fn unpin_pinned_pfns(pfn: u64, npages: u64, dirty: bool) -> u64 {
+    // SAFETY: The pages are pinned memory that is not reserved (function safety contract) and
+    // contiguous.
+    unsafe { bindings::vir_unpin_pinned_range(pfn as usize, npages as usize, dirty) };
+    npages
+}
+
 /// Lets other tasks run in long loops.
 pub(crate) fn cond_resched() {
     // SAFETY: Called from process context without spinlocks held (all callers hold mutexes only).

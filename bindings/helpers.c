@@ -396,6 +396,15 @@ unsigned long vir_unpin_pfn_range(unsigned long pfn, unsigned long npages, bool 
 	return unpinned;
 }
 
+/*
+ * vir_unpin_pfn_range() for a range known to be pinned memory that is not reserved (the mapping
+ * pinned no MMIO or reserved pfn): one call, no check per page or folio.
+ */
+void vir_unpin_pinned_range(unsigned long pfn, unsigned long npages, bool dirty)
+{
+	unpin_user_page_range_dirty_lock(pfn_to_page(pfn), npages, dirty);
+}
+
 void vir_cond_resched(void)
 {
 	cond_resched();

@@ -77,6 +77,7 @@ long vir_pin_user_pfns(struct mm_struct *mm, unsigned long vaddr, unsigned long 
 		       bool write, u64 *buf, unsigned long *nr_reserved);
 struct page *vir_pfn_to_page(unsigned long pfn);
 bool vir_pfn_valid(unsigned long pfn);
+void vir_unpin_pinned_range(unsigned long pfn, unsigned long npages, bool dirty);
 unsigned long vir_unpin_pfn_range(unsigned long pfn, unsigned long npages, bool dirty);
 
 /* Copies between a kernel buffer and @mm's memory at @vaddr (type1's dma_rw chunk). */
