@@ -61,17 +61,31 @@ TEST(unload_busy)
 	ASSERT_EQ(0, load_module());
 }
 
+/*
+ * Opens a container of @magic on the group @group_id and expects it served by us (@ours) or by
+ * type1, by module reference; returns 0 or the errno of the step that failed (expected, not
+ * asserted: a caller may have a module parameter to restore).
+ */
+static int open_served(struct __test_metadata *_metadata, int group_id, unsigned long magic,
+		       bool ours, int *container, int *group)
+{
+	struct backend_refs before = backend_refs(), after;
+	int err = open_container(group_id, magic, container, group);
+
+	EXPECT_EQ(0, err);
+	after = backend_refs();
+	EXPECT_EQ(before.rust + ours, after.rust);
+	EXPECT_EQ(before.type1 + !ours, after.type1);
+	return err;
+}
+
 /* After a reload, a new container is served by the reloaded module, not by type1. */
 TEST(reloaded_module_serves)
 {
-	struct backend_refs before = backend_refs(), after;
 	int container, group;
 
-	ASSERT_EQ(0, open_container(env_int("VFIO_TEST_GROUP"), VFIO_TYPE1_IOMMU, &container,
-				    &group));
-	after = backend_refs();
-	EXPECT_EQ(before.rust + 1, after.rust);
-	EXPECT_EQ(before.type1, after.type1);
+	open_served(_metadata, env_int("VFIO_TEST_GROUP"), VFIO_TYPE1_IOMMU, true, &container,
+		    &group);
 	close(group);
 	close(container);
 }
@@ -83,29 +97,22 @@ TEST(reloaded_module_serves)
 TEST(serve_param_stands_aside)
 {
 	int ours, ours_group, theirs, theirs_group, again, again_group;
-	struct backend_refs before, after;
-	long pins = pins_outstanding();
+	long pins = pins_outstanding(), type1_refs;
 	void *buf = alloc_pages(1);
 	__u64 unmapped = 0;
 
 	ASSERT_NE(NULL, buf);
-	before = backend_refs();
-	ASSERT_EQ(0, open_container(env_int("VFIO_TEST_GROUP"), VFIO_TYPE1v2_IOMMU, &ours,
-				    &ours_group));
-	after = backend_refs();
-	ASSERT_EQ(before.rust + 1, after.rust);
+	ASSERT_EQ(0, open_served(_metadata, env_int("VFIO_TEST_GROUP"), VFIO_TYPE1v2_IOMMU, true,
+				 &ours, &ours_group));
 
 	ASSERT_EQ(0, write_module_param(RUST_MODULE, "serve", "N"));
-	before = backend_refs();
+	type1_refs = module_refcnt(TYPE1_MODULE);
 	/* Before VFIO_SET_IOMMU the core still answers yes, from type1 (no ASSERT until Y). */
 	theirs = open("/dev/vfio/vfio", O_RDWR);
 	EXPECT_EQ(1, ioctl(theirs, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU));
 	close(theirs);
-	EXPECT_EQ(0, open_container(env_int("VFIO_TEST_GROUP2"), VFIO_TYPE1v2_IOMMU, &theirs,
-				    &theirs_group));
-	after = backend_refs();
-	EXPECT_EQ(before.type1 + 1, after.type1);
-	EXPECT_EQ(before.rust, after.rust);
+	open_served(_metadata, env_int("VFIO_TEST_GROUP2"), VFIO_TYPE1v2_IOMMU, false, &theirs,
+		    &theirs_group);
 	/* Ours is still served by us, and answers as ours. */
 	EXPECT_EQ(1, ioctl(ours, VFIO_CHECK_EXTENSION, VFIO_UNMAP_ALL));
 	EXPECT_EQ(0, dma_map(ours, 0x100000, (uintptr_t)buf, PAGE, RW));
@@ -113,15 +120,11 @@ TEST(serve_param_stands_aside)
 	EXPECT_EQ(PAGE, unmapped);
 	close(theirs_group);
 	close(theirs);
-	EXPECT_EQ(before.type1, module_refcnt(TYPE1_MODULE));
+	EXPECT_EQ(type1_refs, module_refcnt(TYPE1_MODULE));
 
 	ASSERT_EQ(0, write_module_param(RUST_MODULE, "serve", "Y"));
-	before = backend_refs();
-	ASSERT_EQ(0, open_container(env_int("VFIO_TEST_GROUP2"), VFIO_TYPE1v2_IOMMU, &again,
-				    &again_group));
-	after = backend_refs();
-	EXPECT_EQ(before.rust + 1, after.rust);
-	EXPECT_EQ(before.type1, after.type1);
+	open_served(_metadata, env_int("VFIO_TEST_GROUP2"), VFIO_TYPE1v2_IOMMU, true, &again,
+		    &again_group);
 	close(again_group);
 	close(again);
 	close(ours_group);
@@ -223,7 +226,6 @@ TEST_F(installed, modprobe_remove)
  */
 TEST_F(installed, modprobe_type1_loads_us_after)
 {
-	struct backend_refs before, after;
 	int container, group;
 
 	ASSERT_EQ(0, modprobe("-r " TYPE1_MODULE));
@@ -234,12 +236,8 @@ TEST_F(installed, modprobe_type1_loads_us_after)
 	ASSERT_EQ(0, module_refcnt(RUST_MODULE));
 	EXPECT_LT(module_pos("/proc/modules", RUST_MODULE), module_pos("/proc/modules", TYPE1_MODULE));
 
-	before = backend_refs();
-	ASSERT_EQ(0, open_container(env_int("VFIO_TEST_GROUP"), VFIO_TYPE1_IOMMU, &container,
-				    &group));
-	after = backend_refs();
-	EXPECT_EQ(before.rust + 1, after.rust);
-	EXPECT_EQ(before.type1, after.type1);
+	open_served(_metadata, env_int("VFIO_TEST_GROUP"), VFIO_TYPE1_IOMMU, true, &container,
+		    &group);
 	close(group);
 	close(container);
 }
