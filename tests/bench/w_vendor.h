@@ -17,6 +17,7 @@ static void w_pin(enum bk b, const char *tag)
 	err = ctx_map(&c, 0, anon, 512 * PAGE);
 	if (err)
 		fail("pin map", err);
+	prof_start();
 	t0 = now_ms();
 	for (i = 0; i < 64; i++) {
 		if (vmdev(c.dev[VMDEV], VIR_MDEV_PIN, 0, 512, VIR_MDEV_FLAG_WRITE, NULL) ||
@@ -24,6 +25,7 @@ static void w_pin(enum bk b, const char *tag)
 			fail("pin/unpin", errno);
 	}
 	t1 = now_ms();
+	prof_stop("pin_unpin_512", bk_name[b]);
 	ctx_close(&c);
 	report(tag, "pin_unpin_512", b, (t1 - t0) / 64, "ms");
 }
