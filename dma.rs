@@ -3,7 +3,7 @@
 //! DMA mappings: user memory pinned and mapped at an IOVA range in every domain of a container.
 //!
 //! A mapping is created whole by `VFIO_IOMMU_MAP_DMA` and removed whole by
-//! `VFIO_IOMMU_UNMAP_DMA` (type1 never splits one). Pinning goes in batches of up to 512 pages,
+//! `VFIO_IOMMU_UNMAP_DMA` (type1 never splits one). Pinning goes in batches of up to 4,096 pages,
 //! each charged to the owner's locked memory as it is pinned (type1 charges run by run), and maps
 //! each physically contiguous run with one `iommu_map` per domain, so the IOMMU driver can use
 //! large pages; runs continue across batches. Unmapping reads the runs back from the first domain
@@ -34,8 +34,10 @@ use kernel::{
     sync::Arc,
 };
 
-/// Pages pinned per call of `pin_user_pages_remote` (type1's `VFIO_BATCH_MAX_CAPACITY`).
-const BATCH_PAGES: usize = 512;
+/// Pages pinned per call of GUP: 32 KiB of pfns, as iommufd's pfn reader pins up to 64 KiB of page
+/// pointers a call. type1 pins 512 (`VFIO_BATCH_MAX_CAPACITY`); with 512, GUP-fast's share of our
+/// 4K MAP+UNMAP profile was a third larger than iommufd's for the same pages (benchmarks.rst).
+const BATCH_PAGES: usize = 4096;
 
 // A mapping's tree node (`rb_node`, key, mapping) fits the 96-byte slab, like type1's
 // `struct vfio_dma`: keep the mapping at 64 bytes.
@@ -539,7 +541,7 @@ pub(crate) enum PinBatch {
     /// Mappings of up to [`SMALL_BATCH_PAGES`] pages.
     Small([u64; SMALL_BATCH_PAGES]),
     /// Larger mappings: [`BATCH_PAGES`] pages at a time.
-    Large(KVec<u64>),
+    Large(KVVec<u64>),
 }
 
 impl PinBatch {
@@ -549,7 +551,8 @@ impl PinBatch {
         if pages <= SMALL_BATCH_PAGES {
             return Ok(Self::Small([0; SMALL_BATCH_PAGES]));
         }
-        Ok(Self::Large(KVec::from_elem(0u64, pages.min(BATCH_PAGES), GFP_KERNEL)?))
+        // `kvmalloc`: 32 KiB from the slab when memory is not too fragmented, else vmalloc.
+        Ok(Self::Large(KVVec::from_elem(0u64, pages.min(BATCH_PAGES), GFP_KERNEL)?))
     }
 
     /// The buffer.
