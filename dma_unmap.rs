@@ -216,17 +216,16 @@ impl<'g, 'a> Unpinner<'g, 'a> {
         self.gather.sync();
         for &(pfn, pages) in &self.runs[..self.len] {
             // The run's pages were pinned for this mapping and mapped contiguously (large IOMMU
-            // pages only cover contiguous pinned runs).
-            // SAFETY: They are unmapped from every domain, the first one's IOTLB synced just above
-            // (the others unmap with their own sync): no device reaches them; the pins are ours.
-            // With `all_pinned`, the mapping pinned no MMIO or reserved pfn (`reserved_pfns`), so
-            // every page of the run is pinned memory that is not reserved.
-            self.locked += unsafe {
-                if self.all_pinned {
-                    mm::unpin_pinned_pfns(pfn, pages, self.dirty)
-                } else {
-                    mm::unpin_pfns(pfn, pages, self.dirty)
-                }
+            // pages only cover contiguous pinned runs). They are unmapped from every domain, the
+            // first one's IOTLB synced just above (the others unmap with their own sync): no
+            // device reaches them, and the pins are ours to release.
+            self.locked += if self.all_pinned {
+                // SAFETY: As above; and the mapping pinned no MMIO or reserved pfn
+                // (`reserved_pfns`), so every page of the run is pinned memory, not reserved.
+                unsafe { mm::unpin_pinned_pfns(pfn, pages, self.dirty) }
+            } else {
+                // SAFETY: As above.
+                unsafe { mm::unpin_pfns(pfn, pages, self.dirty) }
             };
         }
         self.len = 0;
