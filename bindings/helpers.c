@@ -299,9 +299,8 @@ long vir_pin_user_pfns(struct mm_struct *mm, unsigned long vaddr, unsigned long 
 	struct page **pages = (struct page **)buf;
 	struct vm_area_struct *vma;
 	unsigned long pfn;
-	long n;
-
 	bool tried = false;
+	long n;
 
 	/* GUP-fast takes an int count (our batches are far smaller). */
 	if (mm == current->mm && npages <= INT_MAX) {
