@@ -10,12 +10,12 @@
 
 use crate::{
     container::{AttachedGroup, Container, ContainerInner, Removals},
-    dma::PinBatch,
     dma_tree::Cover,
     domain::{Domain, DomainSet},
     group::{GroupRef, GroupType, IommuGroup},
     iova::IovaRange,
     params,
+    pin_batch::PinBatch,
 };
 use kernel::{
     prelude::*,

@@ -101,6 +101,11 @@ impl DirtyPages {
         Self { root: None }
     }
 
+    /// Whether nothing is marked (and nothing allocated).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.root.is_none()
+    }
+
     /// Marks pages `first..=last` (nothing if `first > last`). Fails with `ENOMEM` if a chunk or
     /// table cannot be allocated (the pages before it are marked) and with `EINVAL`, marking
     /// nothing, if `last` is above [`MAX_PAGE`].

@@ -6,10 +6,11 @@
 //! `VFIO_IOMMU_UNMAP_DMA` (type1 never splits one). Pinning goes in batches of up to 4,096 pages,
 //! each charged to the owner's locked memory as it is pinned (type1 charges run by run), and maps
 //! each physically contiguous run with one `iommu_map` per domain, so the IOMMU driver can use
-//! large pages; runs continue across batches. Unmapping reads the runs back from the first domain
-//! (`iommu_iova_to_phys`; a large IOMMU page is sized by unmapping it, not walked page by page),
-//! unmaps them with deferred IOTLB invalidation, one sync for up to [`UNPIN_RUNS`] runs, and
-//! releases their pins after that sync: pfns are not stored per page.
+//! large pages; runs continue across batches, and a mapping of 2 MiB or more records them
+//! (`pinned_runs.rs`) if they are few enough. Unmapping takes the runs from that record, or else
+//! reads them back from the first domain (`iommu_iova_to_phys`; a large IOMMU page is sized by
+//! unmapping it, not walked page by page), unmaps them with deferred IOTLB invalidation, and
+//! releases their pins after the sync (`dma_unmap.rs`): pfns are never stored per page.
 //!
 //! Locked memory is accounted per page by its own pfn, with the invariant of [`crate::account`].
 //!
@@ -20,10 +21,13 @@
 use crate::{
     account::{LockedAccount, PinCharge},
     compat,
-    dirty::{Chunk, DirtyPages, CHUNK_BITS},
+    dirty::{Chunk, CHUNK_BITS},
     dma_unmap::{contiguous_len, unmap_unpin_range},
     domain::{Domain, Prot},
     iova::IovaRange,
+    page_records::PageRecords,
+    pin_batch::PinBatch,
+    pinned_runs::RunRecorder,
     user_bitmap::DirtySource,
     mm::{self, MmOwner, PAGE_SHIFT, PAGE_SIZE},
     vendor::VendorPin,
@@ -33,11 +37,6 @@ use kernel::{
     rbtree::{RBTree, RBTreeNodeReservation},
     sync::Arc,
 };
-
-/// Pages pinned per call of GUP: 32 KiB of pfns, as iommufd's pfn reader pins up to 64 KiB of page
-/// pointers a call. type1 pins 512 (`VFIO_BATCH_MAX_CAPACITY`); with 512, GUP-fast's share of our
-/// 4K MAP+UNMAP profile was a third larger than iommufd's for the same pages (benchmarks.rst).
-const BATCH_PAGES: usize = 4096;
 
 // A mapping's tree node (`rb_node`, key, mapping) fits the 96-byte slab, like type1's
 // `struct vfio_dma`: keep the mapping at 64 bytes.
@@ -55,8 +54,9 @@ pub(crate) struct DmaMapping {
     pub(crate) account: LockedAccount,
     /// Pages pinned by vendor drivers, keyed by IOVA.
     pub(crate) vendor_pins: RBTree<u64, VendorPin>,
-    /// Pages dirtied since the last report, while tracking.
-    pub(crate) dirty: DirtyPages,
+    /// Pages dirtied since the last report, while tracking, and the runs pinned for the IOMMU of
+    /// a large mapping, off the node ([`PageRecords`]).
+    pub(crate) records: PageRecords,
     /// Every page is dirty once, at the next report (an IOMMU group that could write anywhere
     /// left while tracking, or a mark could not be recorded).
     pub(crate) all_dirty_once: bool,
@@ -125,7 +125,7 @@ impl DmaMapping {
             prot,
             account: LockedAccount::new(owner),
             vendor_pins: RBTree::new(),
-            dirty: DirtyPages::new(),
+            records: PageRecords::new(),
             all_dirty_once: false,
             iommu_mapped: false,
             vaddr_invalid: false,
@@ -179,18 +179,22 @@ impl DmaMapping {
     /// invariant in [`crate::account`]), which [`Self::unmap_and_unpin`] gives back.
     pub(crate) fn pin_and_map(&mut self, domains: &[&Domain], batch: &mut PinBatch) -> Result<u64> {
         let mut p = Pinned::default();
-        if let Err(e) = self.pin_and_map_runs(domains, batch, &mut p) {
+        let pages = self.size() >> PAGE_SHIFT;
+        let mut runs = RunRecorder::new(pages);
+        if let Err(e) = self.pin_and_map_runs(domains, batch, &mut p, &mut runs) {
             unmap_unpin_range(
                 self.range.start,
                 p.mapped,
                 self.prot.write,
                 !self.reserved_pfns,
+                None,
                 domains.iter().copied(),
             );
             self.account.uncharge(p.charged);
             return Err(e);
         }
         self.iommu_mapped = true;
+        self.records.set_runs(runs.finish(pages));
         // Vendor pins of the pages now also pinned for the IOMMU share its charge.
         let mut shared = 0u64;
         if let Some(first) = domains.first() {
@@ -210,8 +214,15 @@ impl DmaMapping {
     }
 
     /// The loop of [`Self::pin_and_map`]: on return, the first `p.mapped` bytes are mapped into
-    /// all domains, `p.charged` pages are charged, and nothing else is pinned.
-    fn pin_and_map_runs(&mut self, domains: &[&Domain], batch: &mut PinBatch, p: &mut Pinned) -> Result {
+    /// all domains, `p.charged` pages are charged, nothing else is pinned, and `runs` has
+    /// recorded every run mapped.
+    fn pin_and_map_runs(
+        &mut self,
+        domains: &[&Domain],
+        batch: &mut PinBatch,
+        p: &mut Pinned,
+        runs: &mut RunRecorder,
+    ) -> Result {
         let total = self.size() >> PAGE_SHIFT;
         let split_runs = crate::params::disable_hugepages();
         let mut pinned = 0u64;
@@ -226,7 +237,7 @@ impl DmaMapping {
             }
             let buf = batch.pfns();
             let want = usize::try_from(total - pinned)
-                .unwrap_or(BATCH_PAGES)
+                .unwrap_or(usize::MAX)
                 .min(buf.len());
             // Cannot overflow: `vaddr + size - 1` was checked when the mapping was requested.
             let vaddr = self.vaddr + (pinned << PAGE_SHIFT);
@@ -261,6 +272,7 @@ impl DmaMapping {
                             break 'pin Err(e);
                         }
                         p.mapped += len << PAGE_SHIFT;
+                        runs.record(start, len);
                         Some((pfn, 1))
                     }
                     None => Some((pfn, 1)),
@@ -271,7 +283,10 @@ impl DmaMapping {
         if let Some((start, len)) = run {
             let r = result.and_then(|()| self.map_run(domains, p.mapped, start, len));
             match r {
-                Ok(()) => p.mapped += len << PAGE_SHIFT,
+                Ok(()) => {
+                    p.mapped += len << PAGE_SHIFT;
+                    runs.record(start, len);
+                }
                 Err(e) => {
                     // SAFETY: The run's pages were pinned by us and are not mapped.
                     unsafe { mm::unpin_pfns(start, len, false) };
@@ -308,8 +323,15 @@ impl DmaMapping {
         if !self.iommu_mapped {
             return 0;
         }
-        let unpinned =
-            unmap_unpin_range(self.range.start, self.size(), self.prot.write, !self.reserved_pfns, domains);
+        let runs = self.records.take_runs();
+        let unpinned = unmap_unpin_range(
+            self.range.start,
+            self.size(),
+            self.prot.write,
+            !self.reserved_pfns,
+            runs.as_ref(),
+            domains,
+        );
         self.iommu_mapped = false;
         let mut taken_over = 0u64;
         for pin in self.vendor_pins.values_mut() {
@@ -423,7 +445,7 @@ impl DmaMapping {
         unsafe { mm::unpin_pfns(pin.pfn, 1, self.prot.write) };
         if tracking {
             let page = (iova - self.range.start) >> pgshift;
-            if self.dirty.mark(page, page).is_err() {
+            if self.records.mark_dirty(page, page).is_err() {
                 // Cannot record it: report everything once rather than lose it.
                 self.all_dirty_once = true;
             }
@@ -431,10 +453,23 @@ impl DmaMapping {
         Some(pin.charge)
     }
 
-    /// Maps the pinned mapping into the new domain `to`, copying the translations of `from`.
+    /// Maps the pinned mapping into the new domain `to`, copying the translations of `from` (or
+    /// of the record of its runs, which holds the same).
     pub(crate) fn replay(&self, from: &Domain, to: &Domain) -> Result {
         let mut offset = 0;
         let size = self.size();
+        if let Some(runs) = self.records.runs() {
+            for (pfn, pages) in runs.iter() {
+                let len = pages << PAGE_SHIFT;
+                if let Err(e) = to.map(self.range.start + offset, pfn << PAGE_SHIFT, len, self.prot) {
+                    to.unmap(self.range.start, offset);
+                    return Err(e);
+                }
+                offset += len;
+                mm::cond_resched();
+            }
+            return Ok(());
+        }
         while offset < size {
             let iova = self.range.start + offset;
             let phys = from.iova_to_phys(iova);
@@ -455,7 +490,7 @@ impl DmaMapping {
 
     /// Starts a new reporting period: nothing marked dirty.
     pub(crate) fn clear_dirty(&mut self) {
-        self.dirty.clear();
+        self.records.clear_dirty();
         self.all_dirty_once = false;
     }
 }
@@ -472,7 +507,9 @@ impl DirtySource for DmaMapping {
     /// Pages pinned by vendor drivers are dirty, and pages marked since the last report.
     fn dirty_runs_in(&mut self, lo: u64, hi: u64, pgshift: u32, f: &mut dyn FnMut(u64, &[u64])) {
         // Marks first (runs that never overlap), then the vendor pins, a word each.
-        self.dirty.for_each_run_in(lo, hi, &mut |base, words| f(base, words));
+        if let Some(d) = self.records.dirty() {
+            d.for_each_run_in(lo, hi, &mut |base, words| f(base, words));
+        }
         let start = self.range.start;
         let mut cursor = compat::cursor_lower_bound_mut(&mut self.vendor_pins, &(start + (lo << pgshift)));
         while let Some(c) = cursor {
@@ -495,7 +532,7 @@ impl DirtySource for DmaMapping {
         if pinned {
             return None;
         }
-        Some(self.dirty.chunk_at(lo))
+        Some(self.records.dirty().and_then(|d| d.chunk_at(lo)))
     }
 }
 
@@ -527,40 +564,3 @@ fn unpin_each(pfns: &[u64]) {
         unsafe { mm::unpin_pfns(pfn, 1, false) };
     }
 }
-
-/// Pages of a batch small enough to live on the stack (256 bytes).
-const SMALL_BATCH_PAGES: usize = 32;
-
-/// The buffer for pinning, once per request: on the stack for small mappings, allocated for the
-/// others.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "the inline variant is the point: small mappings pin without allocating"
-)]
-pub(crate) enum PinBatch {
-    /// Mappings of up to [`SMALL_BATCH_PAGES`] pages.
-    Small([u64; SMALL_BATCH_PAGES]),
-    /// Larger mappings: [`BATCH_PAGES`] pages at a time.
-    Large(KVVec<u64>),
-}
-
-impl PinBatch {
-    /// A buffer for mappings of up to `size` bytes.
-    pub(crate) fn new(size: u64) -> Result<Self> {
-        let pages = usize::try_from(size >> PAGE_SHIFT).unwrap_or(BATCH_PAGES);
-        if pages <= SMALL_BATCH_PAGES {
-            return Ok(Self::Small([0; SMALL_BATCH_PAGES]));
-        }
-        // `kvmalloc`: 32 KiB from the slab when memory is not too fragmented, else vmalloc.
-        Ok(Self::Large(KVVec::from_elem(0u64, pages.min(BATCH_PAGES), GFP_KERNEL)?))
-    }
-
-    /// The buffer.
-    fn pfns(&mut self) -> &mut [u64] {
-        match self {
-            Self::Small(a) => a,
-            Self::Large(v) => v,
-        }
-    }
-}
-

@@ -9,6 +9,7 @@
 use crate::{
     domain::{Domain, Gather},
     mm::{self, PAGE_SHIFT, PAGE_SIZE},
+    pinned_runs::PinnedRuns,
 };
 use kernel::prelude::*;
 
@@ -29,8 +30,9 @@ pub(crate) fn contiguous_len(domain: &Domain, iova: u64, phys: u64, max: u64, la
 }
 
 /// Unmaps `size` bytes from `iova` in every domain and releases the pins of the pages they
-/// mapped, which the first domain tells (type1's `vfio_unmap_unpin`). Returns how many of the
-/// unpinned pages count as locked memory.
+/// mapped, which `runs`, the record of the runs mapped there, tells if there is one
+/// ([`unmap_recorded`]), and else the first domain (type1's `vfio_unmap_unpin`). Returns how many
+/// of the unpinned pages count as locked memory.
 ///
 /// The first domain is read and unmapped in windows: the physically contiguous runs of a window
 /// are read (`iommu_iova_to_phys`) and recorded, the window is unmapped with one
@@ -44,6 +46,7 @@ pub(crate) fn unmap_unpin_range<'a>(
     size: u64,
     dirty: bool,
     all_pinned: bool,
+    runs: Option<&PinnedRuns>,
     mut domains: impl Iterator<Item = &'a Domain>,
 ) -> u64 {
     let Some(first) = domains.next() else {
@@ -54,6 +57,9 @@ pub(crate) fn unmap_unpin_range<'a>(
     }
     for d in domains {
         d.unmap(iova, size);
+    }
+    if let Some(runs) = runs {
+        return unmap_recorded(first, iova, runs, dirty, all_pinned);
     }
     let large = first.info().large_pgsize();
     first.with_gather(|gather| {
@@ -90,6 +96,67 @@ pub(crate) fn unmap_unpin_range<'a>(
             mm::cond_resched();
         }
         q.finish()
+    })
+}
+
+/// Bytes unmapped from the first domain per IOTLB sync when the runs are recorded: a rescheduling
+/// point per 1 GiB (at least one run), as type1 has one per run.
+const RECORDED_SPAN: u64 = 1 << 30;
+
+/// [`unmap_unpin_range`] of a mapping whose runs are recorded (`runs`, from `iova`): spans of
+/// whole runs of about [`RECORDED_SPAN`] bytes are unmapped from `first` with one
+/// `iommu_unmap_fast` each and one IOTLB sync, then their runs are unpinned. No page-table read.
+///
+/// If the IOMMU unmapped less than a span (which cannot be: every page of it is mapped, and a
+/// large IOMMU page never crosses a run's end), the pages it did not unmap stay pinned rather
+/// than be released while perhaps still mapped.
+fn unmap_recorded(first: &Domain, iova: u64, runs: &PinnedRuns, dirty: bool, all_pinned: bool) -> u64 {
+    first.with_gather(|gather| {
+        let mut locked = 0u64;
+        let mut pos = iova;
+        let mut rest = runs.iter().peekable();
+        while rest.peek().is_some() {
+            // The span: whole runs, until it reaches RECORDED_SPAN bytes.
+            let span = rest.clone();
+            let mut bytes = 0u64;
+            let mut count = 0usize;
+            while let Some(&(_, pages)) = rest.peek() {
+                if bytes >= RECORDED_SPAN {
+                    break;
+                }
+                bytes += pages << PAGE_SHIFT;
+                count += 1;
+                rest.next();
+            }
+            let unmapped = gather.unmap(pos, bytes);
+            gather.sync();
+            if unmapped != bytes {
+                pr_err!("unmap at {:#x}: IOMMU unmapped {:#x} of {:#x} bytes\n", pos, unmapped, bytes);
+            }
+            // Pages the IOMMU unmapped, from the span's start: those are released.
+            let mut keep = unmapped.min(bytes) >> PAGE_SHIFT;
+            for (pfn, pages) in span.take(count) {
+                let n = pages.min(keep);
+                if n == 0 {
+                    break;
+                }
+                keep -= n;
+                // The pages were pinned for this mapping and mapped at this span (the record says
+                // so), unmapped from every domain just above, the first one's IOTLB synced (the
+                // others unmap with their own sync): no device reaches them.
+                locked += if all_pinned {
+                    // SAFETY: As above; and the mapping pinned no MMIO or reserved pfn
+                    // (`reserved_pfns`), so every page of the run is pinned memory, not reserved.
+                    unsafe { mm::unpin_pinned_pfns(pfn, n, dirty) }
+                } else {
+                    // SAFETY: As above.
+                    unsafe { mm::unpin_pfns(pfn, n, dirty) }
+                };
+            }
+            pos += bytes;
+            mm::cond_resched();
+        }
+        locked
     })
 }
 

@@ -135,13 +135,15 @@ impl Container {
         })?;
         let _ = writeln!(
             out,
-            "total: mappings={} pages={} charged={} vendor_pins={} iommu_mapped={} shown={}",
+            "total: mappings={} pages={} charged={} vendor_pins={} iommu_mapped={} shown={} runs={} run_bytes={}",
             total.mappings,
             total.pages,
             total.charged,
             total.vendor_pins,
             total.iommu_mapped,
-            total.mappings.min(MAX_MAPPING_LINES)
+            total.mappings.min(MAX_MAPPING_LINES),
+            total.runs,
+            total.run_bytes
         );
         Ok(())
     }
@@ -297,7 +299,9 @@ impl Container {
         self.walk_mappings(
             |m| {
                 let mut n = 0u64;
-                m.dirty.for_each_in(0, u64::MAX, &mut |_| n = n.saturating_add(1));
+                if let Some(d) = m.records.dirty() {
+                    d.for_each_in(0, u64::MAX, &mut |_| n = n.saturating_add(1));
+                }
                 (n, m.vendor_pins.iter().count() as u64, m.all_dirty_once)
             },
             |(n, pins, all)| {
@@ -338,6 +342,8 @@ struct MappingLine {
     vendor_pins: u64,
     iommu_mapped: bool,
     busy: Busy,
+    /// Records of pinned runs kept (`pinned_runs.rs`) and their bytes.
+    runs: (u64, u64),
 }
 
 impl MappingLine {
@@ -350,6 +356,7 @@ impl MappingLine {
             vendor_pins: m.vendor_pins.iter().count() as u64,
             iommu_mapped: m.iommu_mapped,
             busy: m.busy,
+            runs: m.records.runs().map_or((0, 0), |r| (r.len() as u64, r.footprint() as u64)),
         }
     }
 
@@ -393,6 +400,8 @@ struct MappingTotals {
     charged: u64,
     vendor_pins: u64,
     iommu_mapped: u64,
+    runs: u64,
+    run_bytes: u64,
 }
 
 impl MappingTotals {
@@ -402,6 +411,8 @@ impl MappingTotals {
         self.charged = self.charged.saturating_add(l.charged);
         self.vendor_pins = self.vendor_pins.saturating_add(l.vendor_pins);
         self.iommu_mapped = self.iommu_mapped.saturating_add(u64::from(l.iommu_mapped));
+        self.runs = self.runs.saturating_add(l.runs.0);
+        self.run_bytes = self.run_bytes.saturating_add(l.runs.1);
     }
 }
 

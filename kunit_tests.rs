@@ -8,6 +8,7 @@
 use crate::{
     dirty::{self, DirtyPages},
     iova::{eoverflow, IovaList, IovaRange},
+    pinned_runs::{RunRecorder, MAX_RECORD_PAGES, MIN_PAGES, PAGES_PER_RUN, PFN_BITS},
     user_bitmap::{self, UserBitmap},
 };
 use kernel::prelude::*;
@@ -439,4 +440,61 @@ fn pgsizes() -> i32 {
     0
 }
 
-crate::compat::kunit_suite!(vfio_iommu_rust: iova_range, iova_list, bitmap_bits, user_bitmap, dirty_chunks, dirty_ranges, dirty_top, dirty_words, dirty_clear, dirty_exact, pgsizes);
+/// The record of pinned runs: what is recorded comes back exactly, long runs split, and the
+/// recorder gives up (records nothing) below the minimum size, over the budget, for a pfn that does
+/// not fit a record, or when the pages recorded are not the mapping's.
+fn pinned_runs() -> i32 {
+    fn runs_of(r: Option<crate::pinned_runs::PinnedRuns>) -> Option<KVec<(u64, u64)>> {
+        let r = r?;
+        let mut v = KVec::new();
+        for run in r.iter() {
+            v.push(run, GFP_KERNEL).ok()?;
+        }
+        Some(v)
+    }
+    let pages = 4 * MIN_PAGES;
+    let mut rec = RunRecorder::new(pages);
+    rec.record(0x1234, 1);
+    rec.record(0x5000, pages - 2);
+    rec.record((1 << PFN_BITS) - 1, 1);
+    let Some(v) = runs_of(rec.finish(pages)) else {
+        return line!() as i32;
+    };
+    check!(v[..] == [(0x1234, 1), (0x5000, pages - 2), ((1 << PFN_BITS) - 1, 1)]);
+    // A run longer than a record holds takes two.
+    let big = MAX_RECORD_PAGES + 3;
+    let mut rec = RunRecorder::new(big);
+    rec.record(0x10_0000, big);
+    let Some(v) = runs_of(rec.finish(big)) else {
+        return line!() as i32;
+    };
+    check!(v[..] == [(0x10_0000, MAX_RECORD_PAGES), (0x10_0000 + MAX_RECORD_PAGES, 3)]);
+    // Too small a mapping: nothing recorded.
+    let mut rec = RunRecorder::new(MIN_PAGES - 1);
+    rec.record(0x1000, MIN_PAGES - 1);
+    check!(rec.finish(MIN_PAGES - 1).is_none());
+    // Budget: one run per PAGES_PER_RUN pages; one more gives up for good.
+    let mut rec = RunRecorder::new(MIN_PAGES);
+    let budget = MIN_PAGES / PAGES_PER_RUN;
+    for i in 0..budget {
+        rec.record(0x1000 + 2 * i * PAGES_PER_RUN, PAGES_PER_RUN);
+    }
+    let mut full = RunRecorder::new(MIN_PAGES);
+    for i in 0..budget {
+        full.record(0x1000 + 2 * i * PAGES_PER_RUN, PAGES_PER_RUN);
+    }
+    check!(runs_of(full.finish(MIN_PAGES)).is_some_and(|v| v.len() as u64 == budget));
+    rec.record(0x9000, 1);
+    check!(rec.finish(MIN_PAGES + 1).is_none());
+    // A pfn beyond what a record holds (the last page of the run counts).
+    let mut rec = RunRecorder::new(MIN_PAGES);
+    rec.record((1 << PFN_BITS) - 1, 2);
+    check!(rec.finish(2).is_none());
+    // Fewer pages recorded than the mapping has (a map that stopped early).
+    let mut rec = RunRecorder::new(MIN_PAGES);
+    rec.record(0x1000, MIN_PAGES - 1);
+    check!(rec.finish(MIN_PAGES).is_none());
+    0
+}
+
+crate::compat::kunit_suite!(vfio_iommu_rust: iova_range, iova_list, bitmap_bits, user_bitmap, dirty_chunks, dirty_ranges, dirty_top, dirty_words, dirty_clear, dirty_exact, pgsizes, pinned_runs);

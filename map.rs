@@ -12,10 +12,11 @@
 use crate::{
     container::{Container, ContainerInner, MapRequest, Removals, UnmapRequest, Version},
     dirty,
-    dma::{Busy, DmaMapping, PinBatch},
+    dma::{Busy, DmaMapping},
     dma_tree::{Cover, DmaTree},
     iova::IovaRange,
     mm::MmOwner,
+    pin_batch::PinBatch,
     trace,
     user_bitmap::UserBitmap,
 };

@@ -217,7 +217,7 @@ impl Container {
                 // `n >= 1`, and the copy ends inside the mapping, whose size fits a `u64`.
                 let last_byte = offset.saturating_add(n as u64 - 1);
                 let (first, last) = (offset >> shift, last_byte >> shift);
-                if m.dirty.mark(first, last).is_err() {
+                if m.records.mark_dirty(first, last).is_err() {
                     m.all_dirty_once = true;
                 }
             }

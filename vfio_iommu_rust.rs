@@ -37,6 +37,9 @@ mod inspect;
 mod ioctl;
 mod iova;
 mod map;
+mod page_records;
+mod pin_batch;
+mod pinned_runs;
 mod user_bitmap;
 mod vendor_pins;
 

@@ -19,6 +19,7 @@ int vir_kunit_dirty_words(void);
 int vir_kunit_dirty_clear(void);
 int vir_kunit_dirty_exact(void);
 int vir_kunit_pgsizes(void);
+int vir_kunit_pinned_runs(void);
 
 #define VIR_CASE(name)							\
 	static void name(struct kunit *test)				\
@@ -39,6 +40,7 @@ VIR_CASE(dirty_words)
 VIR_CASE(dirty_clear)
 VIR_CASE(dirty_exact)
 VIR_CASE(pgsizes)
+VIR_CASE(pinned_runs)
 
 static struct kunit_case vir_cases[] = {
 	KUNIT_CASE(iova_range),
@@ -52,6 +54,7 @@ static struct kunit_case vir_cases[] = {
 	KUNIT_CASE(dirty_clear),
 	KUNIT_CASE(dirty_exact),
 	KUNIT_CASE(pgsizes),
+	KUNIT_CASE(pinned_runs),
 	{}
 };
 

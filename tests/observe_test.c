@@ -154,6 +154,124 @@ TEST_F(observe, groups)
 		TH_LOG("%s", text);
 }
 
+/* The physically contiguous runs of @pages pages at @p, read from /proc/self/pagemap; -1 if not. */
+static long pfn_runs(const char *p, size_t pages)
+{
+	uint64_t e, pfn, last = 0;
+	long runs = 0;
+	size_t i;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	for (i = 0; i < pages; i++) {
+		if (pread(fd, &e, sizeof(e), ((uintptr_t)p / PAGE + i) * sizeof(e)) != sizeof(e) ||
+		    !(e >> 63)) {
+			close(fd);
+			return -1;
+		}
+		pfn = e & ((1ULL << 55) - 1);
+		if (!pfn) {	/* Hidden without CAP_SYS_ADMIN. */
+			close(fd);
+			return -1;
+		}
+		if (!i || pfn != last + 1)
+			runs++;
+		last = pfn;
+	}
+	close(fd);
+	return runs;
+}
+
+/* The runs= and run_bytes= of the total line of mappings; 0 if found. */
+static int recorded_runs(const char *text, long long *runs, long long *bytes)
+{
+	char line[256];
+	const char *r;
+
+	if (find_line(text, "total:", line, sizeof(line)) || !(r = strstr(line, " runs=")))
+		return -1;
+	return sscanf(r, " runs=%lld run_bytes=%lld", runs, bytes) == 2 ? 0 : -1;
+}
+
+/* What the record of a mapping of @pages pages in @runs runs should be: kept if at most one per 2. */
+static long long expect_recorded(long runs, size_t pages)
+{
+	return runs <= (long)pages / 2 ? runs : 0;
+}
+
+/*
+ * A mapping of 2 MiB or more keeps the record of the runs it pinned and mapped (pinned_runs.rs),
+ * which unmapping uses and frees: one record per physically contiguous run, as
+ * /proc/self/pagemap shows the memory, if there are at most one per 2 pages, else none, in 8
+ * bytes each. Three mappings: 8 MiB asked to be THP (a few runs where THP is on), 8 MiB whose
+ * pages are those of another buffer taken 7 apart (mremap), which are almost never contiguous
+ * (no record), and 1 MiB, too small to be recorded. VmLck is asserted on both backends, the pins
+ * at teardown; the edu device's DMA through such mappings is dma_test's and device_dma_test's.
+ */
+TEST_F(observe, pinned_runs)
+{
+	const size_t big = 8 << 20, small = 1 << 20, pages = big / PAGE;
+	const unsigned long long at = 0x10000000ULL;
+	long long runs = -1, bytes = -1, want;
+	char *raw, *thp, *src, *mixed, *text;
+	long counted[2] = { 0, 0 };
+	size_t i;
+
+	/* 2 MiB aligned, for THP. */
+	raw = mmap(NULL, big + small + (2 << 20), PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, raw);
+	thp = (char *)(((uintptr_t)raw + (2 << 20) - 1) & ~(uintptr_t)((2 << 20) - 1));
+	madvise(thp, big, MADV_HUGEPAGE);
+	memset(thp, 1, big + small);
+	src = mmap(NULL, big, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+		   -1, 0);
+	mixed = mmap(NULL, big, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, src);
+	ASSERT_NE(MAP_FAILED, mixed);
+	for (i = 0; i < pages; i++)
+		ASSERT_NE(MAP_FAILED, mremap(src + (i * 7 % pages) * PAGE, PAGE, PAGE,
+					     MREMAP_MAYMOVE | MREMAP_FIXED, mixed + i * PAGE));
+	ASSERT_EQ(0, dma_map(self->o.container, at, (uintptr_t)thp, big, RW));
+	ASSERT_EQ(0, dma_map(self->o.container, at + big, (uintptr_t)mixed, big, RW));
+	ASSERT_EQ(0, dma_map(self->o.container, at + 2 * big, (uintptr_t)thp + big, small, RW));
+	EXPECT_EQ((long long)(2 * big + small) / 1024, locked_vm_kb());
+	if (self->o.backend == BACKEND_RUST) {
+		counted[0] = pfn_runs(thp, pages);
+		counted[1] = pfn_runs(mixed, pages);
+		ASSERT_LT(0, counted[0]);
+		ASSERT_LT(0, counted[1]);
+		want = expect_recorded(counted[0], pages) + expect_recorded(counted[1], pages);
+		text = O_FILE("mappings");
+		ASSERT_EQ(0, recorded_runs(text, &runs, &bytes)) TH_LOG("%s", text);
+		EXPECT_EQ(want, runs) TH_LOG("pagemap: %ld and %ld runs in %zu pages", counted[0],
+					     counted[1], pages);
+		/* 8 bytes a record, in an allocation of their size. */
+		EXPECT_EQ(8 * runs, bytes);
+		fprintf(stderr, "# pinned_runs: 8 MiB THP in %ld runs, 8 MiB mixed in %ld; %lld "
+			"recorded in %lld bytes\n", counted[0], counted[1], runs, bytes);
+	}
+	ASSERT_EQ(0, dma_unmap(self->o.container, at, big, 0, NULL));
+	if (self->o.backend == BACKEND_RUST) {
+		text = O_FILE("mappings");
+		ASSERT_EQ(0, recorded_runs(text, &runs, &bytes)) TH_LOG("%s", text);
+		EXPECT_EQ(expect_recorded(counted[1], pages), runs);
+	}
+	EXPECT_EQ((long long)(big + small) / 1024, locked_vm_kb());
+	ASSERT_EQ(0, dma_unmap(self->o.container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, NULL));
+	EXPECT_EQ(0, locked_vm_kb());
+	if (self->o.backend == BACKEND_RUST) {
+		text = O_FILE("mappings");
+		ASSERT_EQ(0, recorded_runs(text, &runs, &bytes)) TH_LOG("%s", text);
+		EXPECT_EQ(0, runs);
+		EXPECT_EQ(0, bytes);
+	}
+	munmap(raw, big + small + (2 << 20));
+	munmap(src, big);
+	munmap(mixed, big);
+}
+
 /* vir_map and vir_unmap, for a map, a refused map, an unmap and the container's release. */
 TEST_F(observe, trace_map_unmap)
 {
