@@ -5,8 +5,9 @@
 //! A mapping is created whole by `VFIO_IOMMU_MAP_DMA` and removed whole by
 //! `VFIO_IOMMU_UNMAP_DMA` (type1 never splits one). Pinning goes in batches of up to 4,096 pages,
 //! each charged to the owner's locked memory as it is pinned (type1 charges run by run), and maps
-//! each physically contiguous run with one `iommu_map` per domain, so the IOMMU driver can use
-//! large pages; runs continue across batches, and a mapping of 2 MiB or more records them
+//! each physically contiguous run whole, so the IOMMU driver can use large pages, up to 16 runs
+//! with one IOTLB sync per domain (`dma_map.rs`); runs continue across batches, and a mapping of
+//! 2 MiB or more records them
 //! (`pinned_runs.rs`) if they are few enough. Unmapping takes the runs from that record, or else
 //! reads them back from the first domain (`iommu_iova_to_phys`; a large IOMMU page is sized by
 //! unmapping it, not walked page by page), unmaps them with deferred IOTLB invalidation, and
@@ -22,8 +23,9 @@ use crate::{
     account::{LockedAccount, PinCharge},
     compat,
     dirty::{Chunk, CHUNK_BITS},
+    dma_map::RunQueue,
     dma_unmap::{contiguous_len, unmap_unpin_range},
-    domain::{Domain, Prot},
+    domain::{Domain, Prot, MAP_RUN_MAX_PAGES},
     iova::IovaRange,
     page_records::PageRecords,
     pin_batch::PinBatch,
@@ -228,6 +230,8 @@ impl DmaMapping {
         let mut pinned = 0u64;
         // A run of physically contiguous pages, pinned, not mapped yet: (pfn, pages).
         let mut run: Option<(u64, u64)> = None;
+        // Runs that ended, pinned, not mapped yet.
+        let mut q = RunQueue::new();
         let result = 'pin: loop {
             if pinned == total {
                 break Ok(());
@@ -264,15 +268,11 @@ impl DmaMapping {
                 run = match run {
                     Some((start, len)) if !split_runs && pfn == start + len => Some((start, len + 1)),
                     Some((start, len)) => {
-                        if let Err(e) = self.map_run(domains, p.mapped, start, len) {
-                            // SAFETY: The run's pages were pinned by us and are not mapped.
-                            unsafe { mm::unpin_pfns(start, len, false) };
+                        if let Err(e) = self.queue_run(domains, &mut q, p, runs, start, len) {
                             unpin_each(&pfns[i..]);
                             run = None;
                             break 'pin Err(e);
                         }
-                        p.mapped += len << PAGE_SHIFT;
-                        runs.record(start, len);
                         Some((pfn, 1))
                     }
                     None => Some((pfn, 1)),
@@ -280,36 +280,66 @@ impl DmaMapping {
             }
             mm::cond_resched();
         };
-        if let Some((start, len)) = run {
-            let r = result.and_then(|()| self.map_run(domains, p.mapped, start, len));
-            match r {
-                Ok(()) => {
-                    p.mapped += len << PAGE_SHIFT;
-                    runs.record(start, len);
-                }
-                Err(e) => {
-                    // SAFETY: The run's pages were pinned by us and are not mapped.
-                    unsafe { mm::unpin_pfns(start, len, false) };
-                    return Err(e);
-                }
+        let result = match (run, result) {
+            (Some((start, len)), Ok(())) => self.queue_run(domains, &mut q, p, runs, start, len),
+            (Some((start, len)), Err(e)) => {
+                // SAFETY: The run's pages were pinned by us and are not mapped.
+                unsafe { mm::unpin_pfns(start, len, false) };
+                Err(e)
             }
-        }
+            (None, r) => r,
+        };
+        let result = result.and_then(|()| self.flush_queue(domains, &mut q, p, runs));
+        // After an error, what is still queued was never mapped.
+        q.unpin_all();
         result
     }
 
-    /// Maps the run of `pages` pages from `pfn` at `offset` into the mapping, in every domain; on
-    /// failure in one, unmaps it from the others.
-    fn map_run(&self, domains: &[&Domain], offset: u64, pfn: u64, pages: u64) -> Result {
-        let iova = self.range.start + offset;
-        let size = pages << PAGE_SHIFT;
-        for (i, d) in domains.iter().enumerate() {
-            if let Err(e) = d.map(iova, pfn << PAGE_SHIFT, size, self.prot) {
-                for done in &domains[..i] {
-                    done.unmap(iova, size);
-                }
-                return Err(e);
+    /// Queues the pinned run of `pages` pages from `pfn`, which follows the runs queued, mapping
+    /// the queue whenever it is full. On failure every run queued and the rest of this one are
+    /// released (unpinned; their charge stays with `p.charged`).
+    fn queue_run(
+        &self,
+        domains: &[&Domain],
+        q: &mut RunQueue,
+        p: &mut Pinned,
+        runs: &mut RunRecorder,
+        mut pfn: u64,
+        mut pages: u64,
+    ) -> Result {
+        while pages != 0 {
+            let n = pages.min(MAP_RUN_MAX_PAGES);
+            let queued = if q.is_full() {
+                self.flush_queue(domains, q, p, runs).map(|()| q.push(pfn, n))
+            } else {
+                Ok(q.push(pfn, n))
+            };
+            if queued != Ok(true) {
+                // SAFETY: The rest of the run was pinned by us and is not mapped.
+                unsafe { mm::unpin_pfns(pfn, pages, false) };
+                q.unpin_all();
+                return Err(queued.err().unwrap_or(EINVAL));
             }
+            pfn += n;
+            pages -= n;
         }
+        Ok(())
+    }
+
+    /// Maps the queued runs where the mapped part of the mapping ends, in every domain, records
+    /// them, and empties the queue; on failure releases their pins (and empties it).
+    fn flush_queue(&self, domains: &[&Domain], q: &mut RunQueue, p: &mut Pinned, runs: &mut RunRecorder) -> Result {
+        // Cannot overflow: the queued runs are inside the mapping.
+        let iova = self.range.start + p.mapped;
+        if let Err(e) = q.map(domains, iova, self.prot, !self.reserved_pfns) {
+            q.unpin_all();
+            return Err(e);
+        }
+        p.mapped += q.bytes();
+        for (pfn, pages) in q.iter() {
+            runs.record(pfn, pages);
+        }
+        q.clear();
         Ok(())
     }
 

@@ -11,6 +11,11 @@ use kernel::{
     sync::Arc,
 };
 
+/// The most runs [`Domain::map_runs`] maps at once (`VIR_MAP_RUNS_MAX`).
+pub(crate) const MAP_RUNS_MAX: usize = bindings::VIR_MAP_RUNS_MAX as usize;
+/// The most pages of one run of [`Domain::map_runs`] (`VIR_MAP_RUN_MAX_PAGES`: 2 GiB).
+pub(crate) const MAP_RUN_MAX_PAGES: u64 = bindings::VIR_MAP_RUN_MAX_PAGES as u64;
+
 /// Device-side access rights of a mapping (`IOMMU_READ`/`IOMMU_WRITE`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Prot {
@@ -157,6 +162,21 @@ impl Domain {
         // SAFETY: `ptr` is valid; the IOMMU driver validates the range against the domain.
         to_result(unsafe {
             bindings::iommu_map(self.ptr.as_ptr(), iova as usize, paddr, size as usize, prot.flags(), gfp)
+        })
+    }
+
+    /// Maps `runs`, pairs of (first pfn, pages), one after the other from `iova`, with one IOTLB
+    /// sync: at most [`MAP_RUNS_MAX`] runs of at most [`MAP_RUN_MAX_PAGES`] pages of memory
+    /// with a `struct page` (not MMIO; `EINVAL` otherwise). All are mapped, or none.
+    pub(crate) fn map_runs(&self, iova: u64, runs: &[u64], prot: Prot) -> Result {
+        let n = u32::try_from(runs.len() / 2).map_err(|_| EINVAL)?;
+        if runs.len() % 2 != 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: `ptr` is valid and `runs` holds `n` pairs; the helper checks the counts and
+        // that every pfn has a `struct page`, and reads nothing past `runs`.
+        to_result(unsafe {
+            bindings::vir_map_runs(self.ptr.as_ptr(), iova as usize, runs.as_ptr(), n, prot.flags())
         })
     }
 

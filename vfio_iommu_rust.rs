@@ -31,6 +31,7 @@ mod container;
 mod dirty;
 mod dirty_report;
 mod dma;
+mod dma_map;
 mod dma_unmap;
 mod dma_tree;
 mod inspect;

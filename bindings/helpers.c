@@ -11,6 +11,7 @@
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/sched/task.h>
+#include <linux/scatterlist.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/vfio.h>
@@ -98,6 +99,37 @@ void vir_iotlb_gather_init(struct iommu_iotlb_gather *gather)
 void vir_iotlb_sync(struct iommu_domain *domain, struct iommu_iotlb_gather *gather)
 {
 	iommu_iotlb_sync(domain, gather);
+}
+
+int vir_map_runs(struct iommu_domain *domain, unsigned long iova, const u64 *runs, unsigned int n,
+		 int prot)
+{
+	/* 16 entries of 32 to 40 bytes on the stack. */
+	struct scatterlist sgl[VIR_MAP_RUNS_MAX];
+	size_t size = 0;
+	ssize_t mapped;
+	unsigned int i;
+
+	if (!n || n > VIR_MAP_RUNS_MAX)
+		return -EINVAL;
+	sg_init_table(sgl, n);
+	for (i = 0; i < n; i++) {
+		u64 pfn = runs[2 * i], pages = runs[2 * i + 1];
+
+		if (!pages || pages > VIR_MAP_RUN_MAX_PAGES || !pfn_valid(pfn))
+			return -EINVAL;
+		sg_set_page(&sgl[i], pfn_to_page(pfn), pages << PAGE_SHIFT, 0);
+		size += pages << PAGE_SHIFT;
+	}
+	mapped = iommu_map_sg(domain, iova, sgl, n, prot, GFP_KERNEL_ACCOUNT);
+	if (mapped < 0)
+		return mapped;
+	if (WARN_ON_ONCE(mapped != size)) {
+		/* iommu_map_sg() maps all or returns an error: cannot be. */
+		iommu_unmap(domain, iova, mapped);
+		return -EFAULT;
+	}
+	return 0;
 }
 
 int vir_group_resv_regions(struct iommu_group *group, u64 *out, int max)

@@ -40,6 +40,19 @@ void vir_iotlb_gather_init(struct iommu_iotlb_gather *gather);
 void vir_iotlb_sync(struct iommu_domain *domain, struct iommu_iotlb_gather *gather);
 
 /*
+ * Maps @n runs of pages, one after the other in IOVA from @iova, into @domain with one IOTLB sync
+ * (iommu_map_sg(), where iommu_map() syncs once per run: under a VT-d with caching mode, as a
+ * guest's vIOMMU is, every sync is an invalidation the hypervisor traps). @runs holds @n pairs
+ * (first pfn, pages): at most VIR_MAP_RUNS_MAX runs of at most VIR_MAP_RUN_MAX_PAGES pages of
+ * memory with a struct page (no MMIO). Returns 0 with every run mapped, or a negative errno with
+ * none (iommu_map_sg() undoes a partial map).
+ */
+#define VIR_MAP_RUNS_MAX 16
+#define VIR_MAP_RUN_MAX_PAGES (1U << 19)
+int vir_map_runs(struct iommu_domain *domain, unsigned long iova, const u64 *runs, unsigned int n,
+		 int prot);
+
+/*
  * Reserved regions of @group, copied into @out as (start, length, enum iommu_resv_type) triples
  * (at most @max regions); returns how many the group has (which may be more than @max), or a
  * negative errno.
