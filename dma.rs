@@ -24,7 +24,7 @@ use crate::{
     compat,
     dirty::{Chunk, CHUNK_BITS},
     dma_map::RunQueue,
-    dma_unmap::{contiguous_len, unmap_unpin_range},
+    dma_unmap::{contiguous_len, unmap_unpin_range, MappedRuns},
     domain::{Domain, Prot, MAP_RUN_MAX_PAGES},
     iova::IovaRange,
     page_records::PageRecords,
@@ -73,6 +73,9 @@ pub(crate) struct DmaMapping {
     /// Set when such a pfn is pinned and kept until the mapping goes: a stale true costs only the
     /// checks.
     pub(crate) reserved_pfns: bool,
+    /// Whether the mapping is pinned and mapped as one physically contiguous run: its unmap then
+    /// reads the first pfn only. Set by [`Self::pin_and_map`], cleared by [`Self::unmap_and_unpin`].
+    pub(crate) one_run: bool,
     /// Whether a map or unmap is working on the mapping without the container mutex
     /// (`map.rs`); only that task changes it then, everyone else waits ([`crate::container`]).
     pub(crate) busy: Busy,
@@ -132,6 +135,7 @@ impl DmaMapping {
             iommu_mapped: false,
             vaddr_invalid: false,
             reserved_pfns: false,
+            one_run: false,
             busy: Busy::No,
         }
     }
@@ -189,13 +193,14 @@ impl DmaMapping {
                 p.mapped,
                 self.prot.write,
                 !self.reserved_pfns,
-                None,
+                MappedRuns::Unknown,
                 domains.iter().copied(),
             );
             self.account.uncharge(p.charged);
             return Err(e);
         }
         self.iommu_mapped = true;
+        self.one_run = runs.is_one_run(pages);
         self.records.set_runs(runs.finish(pages));
         // Vendor pins of the pages now also pinned for the IOMMU share its charge.
         let mut shared = 0u64;
@@ -354,14 +359,14 @@ impl DmaMapping {
             return 0;
         }
         let runs = self.records.take_runs();
-        let unpinned = unmap_unpin_range(
-            self.range.start,
-            self.size(),
-            self.prot.write,
-            !self.reserved_pfns,
-            runs.as_ref(),
-            domains,
-        );
+        let known = match (&runs, self.one_run) {
+            (Some(r), _) => MappedRuns::Recorded(r),
+            (None, true) => MappedRuns::One,
+            (None, false) => MappedRuns::Unknown,
+        };
+        let unpinned =
+            unmap_unpin_range(self.range.start, self.size(), self.prot.write, !self.reserved_pfns, known, domains);
+        self.one_run = false;
         self.iommu_mapped = false;
         let mut taken_over = 0u64;
         for pin in self.vendor_pins.values_mut() {

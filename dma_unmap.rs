@@ -29,10 +29,20 @@ pub(crate) fn contiguous_len(domain: &Domain, iova: u64, phys: u64, max: u64, la
     len
 }
 
+/// What a mapping knows of the runs it mapped.
+pub(crate) enum MappedRuns<'a> {
+    /// Their record (`pinned_runs.rs`).
+    Recorded(&'a PinnedRuns),
+    /// The mapping is one physically contiguous run.
+    One,
+    /// Nothing: they are read back from the first domain.
+    Unknown,
+}
+
 /// Unmaps `size` bytes from `iova` in every domain and releases the pins of the pages they
-/// mapped, which `runs`, the record of the runs mapped there, tells if there is one
-/// ([`unmap_recorded`]), and else the first domain (type1's `vfio_unmap_unpin`). Returns how many
-/// of the unpinned pages count as locked memory.
+/// mapped, which `runs` tells if it knows them ([`unmap_recorded`]; or one run, whose first pfn
+/// the first domain tells), and else the first domain (type1's `vfio_unmap_unpin`). Returns how
+/// many of the unpinned pages count as locked memory.
 ///
 /// The first domain is read and unmapped in windows: the physically contiguous runs of a window
 /// are read (`iommu_iova_to_phys`) and recorded, the window is unmapped with one
@@ -46,7 +56,7 @@ pub(crate) fn unmap_unpin_range<'a>(
     size: u64,
     dirty: bool,
     all_pinned: bool,
-    runs: Option<&PinnedRuns>,
+    runs: MappedRuns<'_>,
     mut domains: impl Iterator<Item = &'a Domain>,
 ) -> u64 {
     let Some(first) = domains.next() else {
@@ -58,8 +68,18 @@ pub(crate) fn unmap_unpin_range<'a>(
     for d in domains {
         d.unmap(iova, size);
     }
-    if let Some(runs) = runs {
-        return unmap_recorded(first, iova, runs, dirty, all_pinned);
+    match runs {
+        MappedRuns::Recorded(runs) => return unmap_recorded(first, iova, runs.iter(), dirty, all_pinned),
+        MappedRuns::One => {
+            let phys = first.iova_to_phys(iova);
+            if phys != 0 {
+                let one = [(phys >> PAGE_SHIFT, size >> PAGE_SHIFT)];
+                return unmap_recorded(first, iova, one.into_iter(), dirty, all_pinned);
+            }
+            // Cannot be (the run was mapped there); walk rather than guess.
+            pr_err!("unmap at {:#x}: the mapping's one run is not mapped\n", iova);
+        }
+        MappedRuns::Unknown => {}
     }
     let large = first.info().large_pgsize();
     first.with_gather(|gather| {
@@ -103,18 +123,25 @@ pub(crate) fn unmap_unpin_range<'a>(
 /// point per 1 GiB (at least one run), as type1 has one per run.
 const RECORDED_SPAN: u64 = 1 << 30;
 
-/// [`unmap_unpin_range`] of a mapping whose runs are recorded (`runs`, from `iova`): spans of
-/// whole runs of about [`RECORDED_SPAN`] bytes are unmapped from `first` with one
-/// `iommu_unmap_fast` each and one IOTLB sync, then their runs are unpinned. No page-table read.
+/// [`unmap_unpin_range`] of a mapping whose runs are known (`runs`, (first pfn, pages) from
+/// `iova`): spans of whole runs of about [`RECORDED_SPAN`] bytes are unmapped from `first` with
+/// one `iommu_unmap_fast` each and one IOTLB sync, then their runs are unpinned. No page-table
+/// read.
 ///
 /// If the IOMMU unmapped less than a span (which cannot be: every page of it is mapped, and a
 /// large IOMMU page never crosses a run's end), the pages it did not unmap stay pinned rather
 /// than be released while perhaps still mapped.
-fn unmap_recorded(first: &Domain, iova: u64, runs: &PinnedRuns, dirty: bool, all_pinned: bool) -> u64 {
+fn unmap_recorded(
+    first: &Domain,
+    iova: u64,
+    runs: impl Iterator<Item = (u64, u64)> + Clone,
+    dirty: bool,
+    all_pinned: bool,
+) -> u64 {
     first.with_gather(|gather| {
         let mut locked = 0u64;
         let mut pos = iova;
-        let mut rest = runs.iter().peekable();
+        let mut rest = runs.peekable();
         while rest.peek().is_some() {
             // The span: whole runs, until it reaches RECORDED_SPAN bytes.
             let span = rest.clone();
@@ -141,8 +168,9 @@ fn unmap_recorded(first: &Domain, iova: u64, runs: &PinnedRuns, dirty: bool, all
                     break;
                 }
                 keep -= n;
-                // The pages were pinned for this mapping and mapped at this span (the record says
-                // so), unmapped from every domain just above, the first one's IOTLB synced (the
+                // The pages were pinned for this mapping and mapped at this span (its record says
+                // so, or its one run, whose first pfn the first domain translates the span's start
+                // to), unmapped from every domain just above, the first one's IOTLB synced (the
                 // others unmap with their own sync): no device reaches them.
                 locked += if all_pinned {
                     // SAFETY: As above; and the mapping pinned no MMIO or reserved pfn

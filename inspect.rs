@@ -135,7 +135,7 @@ impl Container {
         })?;
         let _ = writeln!(
             out,
-            "total: mappings={} pages={} charged={} vendor_pins={} iommu_mapped={} shown={} runs={} run_bytes={}",
+            "total: mappings={} pages={} charged={} vendor_pins={} iommu_mapped={} shown={} runs={} run_bytes={} one_run={}",
             total.mappings,
             total.pages,
             total.charged,
@@ -143,7 +143,8 @@ impl Container {
             total.iommu_mapped,
             total.mappings.min(MAX_MAPPING_LINES),
             total.runs,
-            total.run_bytes
+            total.run_bytes,
+            total.one_run
         );
         Ok(())
     }
@@ -344,6 +345,8 @@ struct MappingLine {
     busy: Busy,
     /// Records of pinned runs kept (`pinned_runs.rs`) and their bytes.
     runs: (u64, u64),
+    /// Whether it is mapped as one physically contiguous run.
+    one_run: bool,
 }
 
 impl MappingLine {
@@ -357,6 +360,7 @@ impl MappingLine {
             iommu_mapped: m.iommu_mapped,
             busy: m.busy,
             runs: m.records.runs().map_or((0, 0), |r| (r.len() as u64, r.footprint() as u64)),
+            one_run: m.one_run,
         }
     }
 
@@ -402,6 +406,7 @@ struct MappingTotals {
     iommu_mapped: u64,
     runs: u64,
     run_bytes: u64,
+    one_run: u64,
 }
 
 impl MappingTotals {
@@ -413,6 +418,7 @@ impl MappingTotals {
         self.iommu_mapped = self.iommu_mapped.saturating_add(u64::from(l.iommu_mapped));
         self.runs = self.runs.saturating_add(l.runs.0);
         self.run_bytes = self.run_bytes.saturating_add(l.runs.1);
+        self.one_run = self.one_run.saturating_add(u64::from(l.one_run));
     }
 }
 

@@ -442,7 +442,8 @@ fn pgsizes() -> i32 {
 
 /// The record of pinned runs: what is recorded comes back exactly, long runs split, and the
 /// recorder gives up (records nothing) below the minimum size, over the budget, for a pfn that does
-/// not fit a record, or when the pages recorded are not the mapping's.
+/// not fit a record, or when the pages recorded are not the mapping's; a mapping of one run is
+/// known as one, recorded or not.
 fn pinned_runs() -> i32 {
     fn runs_of(r: Option<crate::pinned_runs::PinnedRuns>) -> Option<KVec<(u64, u64)>> {
         let r = r?;
@@ -469,10 +470,15 @@ fn pinned_runs() -> i32 {
         return line!() as i32;
     };
     check!(v[..] == [(0x10_0000, MAX_RECORD_PAGES), (0x10_0000 + MAX_RECORD_PAGES, 3)]);
-    // Too small a mapping: nothing recorded.
+    // Too small a mapping: nothing recorded, but one run is known as one.
     let mut rec = RunRecorder::new(MIN_PAGES - 1);
     rec.record(0x1000, MIN_PAGES - 1);
+    check!(rec.is_one_run(MIN_PAGES - 1));
     check!(rec.finish(MIN_PAGES - 1).is_none());
+    let mut rec = RunRecorder::new(16);
+    rec.record(0x1000, 8);
+    rec.record(0x2000, 8);
+    check!(!rec.is_one_run(16));
     // Budget: one run per PAGES_PER_RUN pages; one more gives up for good.
     let mut rec = RunRecorder::new(MIN_PAGES);
     let budget = MIN_PAGES / PAGES_PER_RUN;

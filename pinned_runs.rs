@@ -76,6 +76,9 @@ pub(crate) struct RunRecorder {
     budget: usize,
     /// Pages recorded.
     pages: u64,
+    /// Runs mapped, and their pages, recorded or not.
+    runs: u64,
+    mapped: u64,
 }
 
 impl RunRecorder {
@@ -86,6 +89,8 @@ impl RunRecorder {
             records: recording.then(KVVec::new),
             budget: usize::try_from(pages / PAGES_PER_RUN).unwrap_or(usize::MAX),
             pages: 0,
+            runs: 0,
+            mapped: 0,
         }
     }
 
@@ -93,6 +98,8 @@ impl RunRecorder {
     /// far. Gives up (frees everything) if the run does not fit a record, the budget is spent or
     /// an allocation fails.
     pub(crate) fn record(&mut self, pfn: u64, pages: u64) {
+        self.runs = self.runs.saturating_add(1);
+        self.mapped = self.mapped.saturating_add(pages);
         if self.try_record(pfn, pages).is_none() {
             self.records = None;
         }
@@ -115,6 +122,12 @@ impl RunRecorder {
             pages -= n;
         }
         Some(())
+    }
+
+    /// Whether the mapping of `pages` pages was mapped as one physically contiguous run (which
+    /// its unmap can read back with one `iommu_iova_to_phys()`), recorded or not.
+    pub(crate) fn is_one_run(&self, pages: u64) -> bool {
+        self.runs == 1 && self.mapped == pages
     }
 
     /// The record of a mapping of `pages` pages, if it covers them all, in an allocation of its

@@ -183,15 +183,15 @@ static long pfn_runs(const char *p, size_t pages)
 	return runs;
 }
 
-/* The runs= and run_bytes= of the total line of mappings; 0 if found. */
-static int recorded_runs(const char *text, long long *runs, long long *bytes)
+/* The runs=, run_bytes= and one_run= of the total line of mappings; 0 if found. */
+static int recorded_runs(const char *text, long long *runs, long long *bytes, long long *one)
 {
 	char line[256];
 	const char *r;
 
 	if (find_line(text, "total:", line, sizeof(line)) || !(r = strstr(line, " runs=")))
 		return -1;
-	return sscanf(r, " runs=%lld run_bytes=%lld", runs, bytes) == 2 ? 0 : -1;
+	return sscanf(r, " runs=%lld run_bytes=%lld one_run=%lld", runs, bytes, one) == 3 ? 0 : -1;
 }
 
 /* What the record of a mapping of @pages pages in @runs runs should be: kept if at most one per 2. */
@@ -204,18 +204,20 @@ static long long expect_recorded(long runs, size_t pages)
  * A mapping of 2 MiB or more keeps the record of the runs it pinned and mapped (pinned_runs.rs),
  * which unmapping uses and frees: one record per physically contiguous run, as
  * /proc/self/pagemap shows the memory, if there are at most one per 2 pages, else none, in 8
- * bytes each. Three mappings: 8 MiB asked to be THP (a few runs where THP is on), 8 MiB whose
- * pages are those of another buffer taken 7 apart (mremap), which are almost never contiguous
- * (no record), and 1 MiB, too small to be recorded. VmLck is asserted on both backends, the pins
- * at teardown; the edu device's DMA through such mappings is dma_test's and device_dma_test's.
+ * bytes each; and a mapping of one run is counted as one (one_run=), recorded or not. Three
+ * mappings: 8 MiB asked to be THP (a few runs where THP is on), 8 MiB whose pages are those of
+ * another buffer taken 7 apart (mremap), which are almost never contiguous (no record), and 1 MiB
+ * of the THP memory (one run where THP is on), too small to be recorded. VmLck is asserted on
+ * both backends, the pins at teardown; the edu device's DMA through such mappings is dma_test's
+ * and device_dma_test's.
  */
 TEST_F(observe, pinned_runs)
 {
 	const size_t big = 8 << 20, small = 1 << 20, pages = big / PAGE;
 	const unsigned long long at = 0x10000000ULL;
-	long long runs = -1, bytes = -1, want;
+	long long runs = -1, bytes = -1, one = -1, want;
 	char *raw, *thp, *src, *mixed, *text;
-	long counted[2] = { 0, 0 };
+	long counted[3] = { 0, 0, 0 };
 	size_t i;
 
 	/* 2 MiB aligned, for THP. */
@@ -240,32 +242,38 @@ TEST_F(observe, pinned_runs)
 	if (self->o.backend == BACKEND_RUST) {
 		counted[0] = pfn_runs(thp, pages);
 		counted[1] = pfn_runs(mixed, pages);
+		counted[2] = pfn_runs(thp + big, small / PAGE);
 		ASSERT_LT(0, counted[0]);
 		ASSERT_LT(0, counted[1]);
+		ASSERT_LT(0, counted[2]);
 		want = expect_recorded(counted[0], pages) + expect_recorded(counted[1], pages);
 		text = O_FILE("mappings");
-		ASSERT_EQ(0, recorded_runs(text, &runs, &bytes)) TH_LOG("%s", text);
+		ASSERT_EQ(0, recorded_runs(text, &runs, &bytes, &one)) TH_LOG("%s", text);
 		EXPECT_EQ(want, runs) TH_LOG("pagemap: %ld and %ld runs in %zu pages", counted[0],
 					     counted[1], pages);
 		/* 8 bytes a record, in an allocation of their size. */
 		EXPECT_EQ(8 * runs, bytes);
-		fprintf(stderr, "# pinned_runs: 8 MiB THP in %ld runs, 8 MiB mixed in %ld; %lld "
-			"recorded in %lld bytes\n", counted[0], counted[1], runs, bytes);
+		EXPECT_EQ((counted[0] == 1) + (counted[1] == 1) + (counted[2] == 1), one);
+		fprintf(stderr, "# pinned_runs: 8 MiB THP in %ld runs, 8 MiB mixed in %ld, 1 MiB in "
+			"%ld; %lld recorded in %lld bytes; one_run=%lld\n", counted[0], counted[1],
+			counted[2], runs, bytes, one);
 	}
 	ASSERT_EQ(0, dma_unmap(self->o.container, at, big, 0, NULL));
 	if (self->o.backend == BACKEND_RUST) {
 		text = O_FILE("mappings");
-		ASSERT_EQ(0, recorded_runs(text, &runs, &bytes)) TH_LOG("%s", text);
+		ASSERT_EQ(0, recorded_runs(text, &runs, &bytes, &one)) TH_LOG("%s", text);
 		EXPECT_EQ(expect_recorded(counted[1], pages), runs);
+		EXPECT_EQ((counted[1] == 1) + (counted[2] == 1), one);
 	}
 	EXPECT_EQ((long long)(big + small) / 1024, locked_vm_kb());
 	ASSERT_EQ(0, dma_unmap(self->o.container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, NULL));
 	EXPECT_EQ(0, locked_vm_kb());
 	if (self->o.backend == BACKEND_RUST) {
 		text = O_FILE("mappings");
-		ASSERT_EQ(0, recorded_runs(text, &runs, &bytes)) TH_LOG("%s", text);
+		ASSERT_EQ(0, recorded_runs(text, &runs, &bytes, &one)) TH_LOG("%s", text);
 		EXPECT_EQ(0, runs);
 		EXPECT_EQ(0, bytes);
+		EXPECT_EQ(0, one);
 	}
 	munmap(raw, big + small + (2 << 20));
 	munmap(src, big);
