@@ -24,7 +24,7 @@ use crate::{
     compat,
     dirty::{Chunk, CHUNK_BITS},
     dma_map::RunQueue,
-    dma_unmap::{contiguous_len, unmap_unpin_range, MappedRuns},
+    dma_unmap::{unmap_unpin_range, MappedRuns},
     domain::{Domain, Prot, MAP_RUN_MAX_PAGES},
     iova::IovaRange,
     page_records::PageRecords,
@@ -486,41 +486,6 @@ impl DmaMapping {
             }
         }
         Some(pin.charge)
-    }
-
-    /// Maps the pinned mapping into the new domain `to`, copying the translations of `from` (or
-    /// of the record of its runs, which holds the same).
-    pub(crate) fn replay(&self, from: &Domain, to: &Domain) -> Result {
-        let mut offset = 0;
-        let size = self.size();
-        if let Some(runs) = self.records.runs() {
-            for (pfn, pages) in runs.iter() {
-                let len = pages << PAGE_SHIFT;
-                if let Err(e) = to.map(self.range.start + offset, pfn << PAGE_SHIFT, len, self.prot) {
-                    to.unmap(self.range.start, offset);
-                    return Err(e);
-                }
-                offset += len;
-                mm::cond_resched();
-            }
-            return Ok(());
-        }
-        while offset < size {
-            let iova = self.range.start + offset;
-            let phys = from.iova_to_phys(iova);
-            if phys == 0 {
-                offset += PAGE_SIZE;
-                continue;
-            }
-            let len = contiguous_len(from, iova, phys, size - offset, 0);
-            if let Err(e) = to.map(iova, phys, len, self.prot) {
-                to.unmap(self.range.start, offset);
-                return Err(e);
-            }
-            offset += len;
-            mm::cond_resched();
-        }
-        Ok(())
     }
 
     /// Starts a new reporting period: nothing marked dirty.
