@@ -162,7 +162,12 @@ fn unmap_recorded(
             }
             // Pages the IOMMU unmapped, from the span's start: those are released.
             let mut keep = unmapped.min(bytes) >> PAGE_SHIFT;
-            for (pfn, pages) in span.take(count) {
+            for (i, (pfn, pages)) in span.take(count).enumerate() {
+                // A span can hold 100,000 runs of fragmented memory: reschedule now and then, as
+                // the walk does once per run.
+                if i % 64 == 63 {
+                    mm::cond_resched();
+                }
                 let n = pages.min(keep);
                 if n == 0 {
                     break;
