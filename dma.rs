@@ -7,11 +7,11 @@
 //! each charged to the owner's locked memory as it is pinned (type1 charges run by run), and maps
 //! each physically contiguous run whole, so the IOMMU driver can use large pages, up to 16 runs
 //! with one IOTLB sync per domain (`dma_map.rs`); runs continue across batches, and a mapping of
-//! 2 MiB or more records them
-//! (`pinned_runs.rs`) if they are few enough. Unmapping takes the runs from that record, or else
-//! reads them back from the first domain (`iommu_iova_to_phys`; a large IOMMU page is sized by
-//! unmapping it, not walked page by page), unmaps them with deferred IOTLB invalidation, and
-//! releases their pins after the sync (`dma_unmap.rs`): pfns are never stored per page.
+//! 2 MiB or more records them (`pinned_runs.rs`) if they are few enough. Unmapping takes the runs
+//! from that record (or, for a mapping of one run, its first pfn), or else reads them back from
+//! the first domain (`iommu_iova_to_phys`; a large IOMMU page is sized by unmapping it, not walked
+//! page by page), unmaps them with deferred IOTLB invalidation, and releases their pins after the
+//! sync (`dma_unmap.rs`): pfns are never stored per page.
 //!
 //! Locked memory is accounted per page by its own pfn, with the invariant of [`crate::account`].
 //!
