@@ -74,9 +74,7 @@ pub(crate) struct RunRecorder {
     records: Option<KVVec<u64>>,
     /// The most records allowed.
     budget: usize,
-    /// Pages recorded.
-    pages: u64,
-    /// Runs mapped, and their pages, recorded or not.
+    /// Runs mapped, and their pages, recorded or not (while `records` is there, every one was).
     runs: u64,
     mapped: u64,
 }
@@ -88,7 +86,6 @@ impl RunRecorder {
         Self {
             records: recording.then(KVVec::new),
             budget: usize::try_from(pages / PAGES_PER_RUN).unwrap_or(usize::MAX),
-            pages: 0,
             runs: 0,
             mapped: 0,
         }
@@ -107,7 +104,6 @@ impl RunRecorder {
 
     fn try_record(&mut self, mut pfn: u64, mut pages: u64) -> Option<()> {
         let records = self.records.as_mut()?;
-        self.pages = self.pages.checked_add(pages)?;
         while pages != 0 {
             let n = pages.min(MAX_RECORD_PAGES);
             // The run's last pfn fits the record's pfn bits, so every pfn of it does.
@@ -133,7 +129,7 @@ impl RunRecorder {
     /// The record of a mapping of `pages` pages, if it covers them all, in an allocation of its
     /// size (if one can be had; else in the one it grew in, up to twice that).
     pub(crate) fn finish(self, pages: u64) -> Option<PinnedRuns> {
-        let records = self.records.filter(|r| !r.is_empty() && self.pages == pages)?;
+        let records = self.records.filter(|r| !r.is_empty() && self.mapped == pages)?;
         if records.capacity() == records.len() {
             return Some(PinnedRuns { records });
         }
