@@ -119,6 +119,23 @@ pub(crate) fn unmap_unpin_range<'a>(
     })
 }
 
+/// Releases the pins of the run of `pages` pages from `pfn` (dirtied if `dirty`) and returns how
+/// many count as locked memory: with one call if `all_pinned`, else checking each page.
+///
+/// # Safety
+///
+/// The run's pages were pinned for the mapping, are reachable by no device (unmapped, IOTLB
+/// synced) and are released once; `all_pinned` only if the mapping pinned no MMIO or reserved pfn.
+unsafe fn unpin_run(pfn: u64, pages: u64, dirty: bool, all_pinned: bool) -> u64 {
+    if all_pinned {
+        // SAFETY: The caller's contract; every page of the run is pinned memory, not reserved.
+        unsafe { mm::unpin_pinned_pfns(pfn, pages, dirty) }
+    } else {
+        // SAFETY: The caller's contract.
+        unsafe { mm::unpin_pfns(pfn, pages, dirty) }
+    }
+}
+
 /// Bytes unmapped from the first domain per IOTLB sync when the runs are recorded: a rescheduling
 /// point per 1 GiB (at least one run), as type1 has one per run.
 const RECORDED_SPAN: u64 = 1 << 30;
@@ -177,14 +194,8 @@ fn unmap_recorded(
                 // so, or its one run, whose first pfn the first domain translates the span's start
                 // to), unmapped from every domain just above, the first one's IOTLB synced (the
                 // others unmap with their own sync): no device reaches them.
-                locked += if all_pinned {
-                    // SAFETY: As above; and the mapping pinned no MMIO or reserved pfn
-                    // (`reserved_pfns`), so every page of the run is pinned memory, not reserved.
-                    unsafe { mm::unpin_pinned_pfns(pfn, n, dirty) }
-                } else {
-                    // SAFETY: As above.
-                    unsafe { mm::unpin_pfns(pfn, n, dirty) }
-                };
+                // SAFETY: As above; `all_pinned` is the mapping's (no MMIO or reserved pfn pinned).
+                locked += unsafe { unpin_run(pfn, n, dirty, all_pinned) };
             }
             pos += bytes;
             mm::cond_resched();
@@ -319,14 +330,8 @@ impl<'g, 'a> Unpinner<'g, 'a> {
             // pages only cover contiguous pinned runs). They are unmapped from every domain, the
             // first one's IOTLB synced just above (the others unmap with their own sync): no
             // device reaches them, and the pins are ours to release.
-            self.locked += if self.all_pinned {
-                // SAFETY: As above; and the mapping pinned no MMIO or reserved pfn
-                // (`reserved_pfns`), so every page of the run is pinned memory, not reserved.
-                unsafe { mm::unpin_pinned_pfns(pfn, pages, self.dirty) }
-            } else {
-                // SAFETY: As above.
-                unsafe { mm::unpin_pfns(pfn, pages, self.dirty) }
-            };
+            // SAFETY: As above; `all_pinned` is the mapping's (no MMIO or reserved pfn pinned).
+            self.locked += unsafe { unpin_run(pfn, pages, self.dirty, self.all_pinned) };
         }
         self.len = 0;
         self.window_run = 0;
