@@ -295,14 +295,15 @@ impl DmaMapping {
             (None, r) => r,
         };
         let result = result.and_then(|()| self.flush_queue(domains, &mut q, p, runs));
-        // After an error, what is still queued was never mapped.
+        // After an error, what is still queued was never mapped: its pins go here, the one place.
         q.unpin_all();
         result
     }
 
     /// Queues the pinned run of `pages` pages from `pfn`, which follows the runs queued, mapping
-    /// the queue whenever it is full. On failure every run queued and the rest of this one are
-    /// released (unpinned; their charge stays with `p.charged`).
+    /// the queue whenever it is full. On failure the rest of this run is released (unpinned; its
+    /// charge stays with `p.charged`) and what is queued stays queued, unmapped, for
+    /// [`Self::pin_and_map_runs`] to release.
     fn queue_run(
         &self,
         domains: &[&Domain],
@@ -322,7 +323,6 @@ impl DmaMapping {
             if queued != Ok(true) {
                 // SAFETY: The rest of the run was pinned by us and is not mapped.
                 unsafe { mm::unpin_pfns(pfn, pages, false) };
-                q.unpin_all();
                 return Err(queued.err().unwrap_or(EINVAL));
             }
             pfn += n;
@@ -332,14 +332,11 @@ impl DmaMapping {
     }
 
     /// Maps the queued runs where the mapped part of the mapping ends, in every domain, records
-    /// them, and empties the queue; on failure releases their pins (and empties it).
+    /// them, and empties the queue; on failure leaves them queued and mapped nowhere.
     fn flush_queue(&self, domains: &[&Domain], q: &mut RunQueue, p: &mut Pinned, runs: &mut RunRecorder) -> Result {
         // Cannot overflow: the queued runs are inside the mapping.
         let iova = self.range.start + p.mapped;
-        if let Err(e) = q.map(domains, iova, self.prot, !self.reserved_pfns) {
-            q.unpin_all();
-            return Err(e);
-        }
+        q.map(domains, iova, self.prot, !self.reserved_pfns)?;
         p.mapped += q.bytes();
         for (pfn, pages) in q.iter() {
             runs.record(pfn, pages);

@@ -81,7 +81,7 @@ impl RunQueue {
     pub(crate) fn unpin_all(&mut self) {
         for (pfn, pages) in self.iter() {
             // SAFETY: Every queued run was pinned by the map and is mapped nowhere (a failed
-            // `map_queued` left none of it mapped).
+            // [`Self::map`] left none of it mapped).
             unsafe { mm::unpin_pfns(pfn, pages, false) };
         }
         self.clear();
@@ -98,7 +98,7 @@ impl RunQueue {
             let r = if batched {
                 d.map_runs(iova, &self.runs[..2 * self.len], prot)
             } else {
-                self.map_each(d, iova, prot)
+                map_each(d, iova, self.iter(), prot)
             };
             if let Err(e) = r {
                 for done in &domains[..i] {
@@ -109,22 +109,24 @@ impl RunQueue {
         }
         Ok(())
     }
+}
 
-    /// Maps the queued runs into `d` with one `iommu_map()` each; on failure unmaps those mapped.
-    fn map_each(&self, d: &Domain, iova: u64, prot: Prot) -> Result {
-        let mut offset = 0u64;
-        for (pfn, pages) in self.iter() {
-            let size = pages << PAGE_SHIFT;
-            if let Err(e) = d.map(iova + offset, pfn << PAGE_SHIFT, size, prot) {
-                if offset != 0 {
-                    d.unmap(iova, offset);
-                }
-                return Err(e);
+/// Maps `runs`, (first pfn, pages) one after the other from `iova`, into `d` with one
+/// `iommu_map()` each; on failure unmaps those it mapped.
+fn map_each(d: &Domain, iova: u64, runs: impl Iterator<Item = (u64, u64)>, prot: Prot) -> Result {
+    let mut offset = 0u64;
+    for (pfn, pages) in runs {
+        let size = pages << PAGE_SHIFT;
+        if let Err(e) = d.map(iova + offset, pfn << PAGE_SHIFT, size, prot) {
+            if offset != 0 {
+                d.unmap(iova, offset);
             }
-            offset += size;
+            return Err(e);
         }
-        Ok(())
+        offset += size;
+        mm::cond_resched();
     }
+    Ok(())
 }
 
 impl DmaMapping {
@@ -134,16 +136,7 @@ impl DmaMapping {
         let mut offset = 0;
         let size = self.size();
         if let Some(runs) = self.records.runs() {
-            for (pfn, pages) in runs.iter() {
-                let len = pages << PAGE_SHIFT;
-                if let Err(e) = to.map(self.range.start + offset, pfn << PAGE_SHIFT, len, self.prot) {
-                    to.unmap(self.range.start, offset);
-                    return Err(e);
-                }
-                offset += len;
-                mm::cond_resched();
-            }
-            return Ok(());
+            return map_each(to, self.range.start, runs.iter(), self.prot);
         }
         while offset < size {
             let iova = self.range.start + offset;
