@@ -166,7 +166,7 @@ impl Container {
         }
         inner.write_dirty_bits(self.id, range, Cover::StartsIn, range.start, bitmap, false)?;
         inner.mappings.find_covered(range, Cover::StartsIn, |m| {
-            m.clear_dirty();
+            m.new_dirty_period();
             None::<()>
         });
         Ok(())

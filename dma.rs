@@ -485,7 +485,14 @@ impl DmaMapping {
         Some(pin.charge)
     }
 
-    /// Starts a new reporting period: nothing marked dirty.
+    /// Starts a new reporting period after a report: nothing marked dirty; the marks' memory is
+    /// kept where pages were marked in the period that ended.
+    pub(crate) fn new_dirty_period(&mut self) {
+        self.records.new_dirty_period();
+        self.all_dirty_once = false;
+    }
+
+    /// Nothing marked dirty, and no memory for marks (`START`, `STOP`).
     pub(crate) fn clear_dirty(&mut self) {
         self.records.clear_dirty();
         self.all_dirty_once = false;

@@ -296,17 +296,19 @@ impl Container {
             let inner = self.inner.lock();
             (inner.dirty_tracking, inner.min_pgsize(), inner.non_pinned_groups, inner.reports)
         };
-        let (mut marked, mut vendor_pinned, mut all_once) = (0u64, 0u64, 0u64);
+        let (mut marked, mut vendor_pinned, mut all_once, mut marks_bytes) = (0u64, 0u64, 0u64, 0u64);
         self.walk_mappings(
             |m| {
-                let mut n = 0u64;
+                let (mut n, mut bytes) = (0u64, 0u64);
                 if let Some(d) = m.records.dirty() {
                     d.for_each_in(0, u64::MAX, &mut |_| n = n.saturating_add(1));
+                    bytes = d.footprint() as u64;
                 }
-                (n, m.vendor_pins.iter().count() as u64, m.all_dirty_once)
+                (n, bytes, m.vendor_pins.iter().count() as u64, m.all_dirty_once)
             },
-            |(n, pins, all)| {
+            |(n, bytes, pins, all)| {
                 marked = marked.saturating_add(n);
+                marks_bytes = marks_bytes.saturating_add(bytes);
                 vendor_pinned = vendor_pinned.saturating_add(pins);
                 all_once = all_once.saturating_add(u64::from(all));
                 true
@@ -315,6 +317,7 @@ impl Container {
         let _ = writeln!(out, "tracking: {}", if tracking { "on" } else { "off" });
         let _ = writeln!(out, "page_size: {}", pgsize);
         let _ = writeln!(out, "marked_pending: {}", marked);
+        let _ = writeln!(out, "marks_bytes: {}", marks_bytes);
         let _ = writeln!(out, "vendor_pinned: {}", vendor_pinned);
         let _ = writeln!(out, "all_dirty_once: {}", all_once);
         let _ = writeln!(out, "groups_dirtying_all: {}", groups_all);

@@ -327,6 +327,48 @@ fn dirty_clear() -> i32 {
     0
 }
 
+/// Sparse dirty bitmap: a new reporting period zeroes the chunks that had marks and keeps them,
+/// frees those that had none and the tables they leave empty; a period with no marks at all frees
+/// everything.
+fn dirty_period() -> i32 {
+    let mut d = DirtyPages::new();
+    d.new_period();
+    check!(d.footprint() == 0 && d.is_empty());
+    // 256 MiB marked densely: two chunks, kept zeroed.
+    check!(d.mark(0, 2 * CB - 1).is_ok());
+    let dense = d.footprint();
+    check!(dense == 128 + 512 + 512 + 2 * 4096);
+    d.new_period();
+    check!(d.footprint() == dense && reports(&mut d, 0, u64::MAX, &[]));
+    // Marked again: nothing allocated; reported exactly.
+    check!(d.mark(5, 5).is_ok() && d.mark(CB + 7, CB + 9).is_ok());
+    check!(d.footprint() == dense && reports(&mut d, 0, u64::MAX, &[5, CB + 7, CB + 8, CB + 9]));
+    // Only the second chunk marked in the next period: the first goes at the report after it.
+    d.new_period();
+    check!(d.mark(CB, CB).is_ok());
+    d.new_period();
+    check!(d.footprint() == 128 + 512 + 512 + 4096 && reports(&mut d, 0, u64::MAX, &[]));
+    // A chunk behind its own middle and leaf tables. Chunk 1 had no mark in this period: it goes
+    // with its tables. Then a period without marks: all freed.
+    check!(d.mark(4096 * CB, 4096 * CB).is_ok());
+    check!(d.footprint() == 128 + 2 * (512 + 512) + 2 * 4096);
+    d.new_period();
+    check!(d.footprint() == 128 + 512 + 512 + 4096 && d.chunk_at(CB).is_none());
+    check!(d.chunk_at(4096 * CB).is_some_and(|c| c.iter().all(|&w| w == 0)));
+    d.new_period();
+    check!(d.footprint() == 0 && d.is_empty() && reports(&mut d, 0, u64::MAX, &[]));
+    // Kept chunks go with `clear` (STOP) and when dropped.
+    check!(d.mark(3, 3).is_ok());
+    d.new_period();
+    check!(d.footprint() != 0);
+    d.clear();
+    check!(d.footprint() == 0);
+    check!(d.mark(3, 3).is_ok());
+    d.new_period();
+    drop(d);
+    0
+}
+
 /// A xorshift64 generator, for reproducible patterns.
 fn next(state: &mut u64) -> u64 {
     *state ^= *state << 13;
@@ -503,4 +545,4 @@ fn pinned_runs() -> i32 {
     0
 }
 
-crate::compat::kunit_suite!(vfio_iommu_rust: iova_range, iova_list, bitmap_bits, user_bitmap, dirty_chunks, dirty_ranges, dirty_top, dirty_words, dirty_clear, dirty_exact, pgsizes, pinned_runs);
+crate::compat::kunit_suite!(vfio_iommu_rust: iova_range, iova_list, bitmap_bits, user_bitmap, dirty_chunks, dirty_ranges, dirty_top, dirty_words, dirty_clear, dirty_period, dirty_exact, pgsizes, pinned_runs);

@@ -56,7 +56,15 @@ impl PageRecords {
         r
     }
 
-    /// Forgets the dirty marks.
+    /// Starts a new reporting period ([`crate::dirty::DirtyPages::new_period`]).
+    pub(crate) fn new_dirty_period(&mut self) {
+        if let Some(r) = self.inner.as_mut() {
+            r.dirty.new_period();
+        }
+        self.free_if_empty();
+    }
+
+    /// Forgets the dirty marks and frees their memory.
     pub(crate) fn clear_dirty(&mut self) {
         if let Some(r) = self.inner.as_mut() {
             r.dirty.clear();

@@ -17,6 +17,7 @@ int vir_kunit_dirty_ranges(void);
 int vir_kunit_dirty_top(void);
 int vir_kunit_dirty_words(void);
 int vir_kunit_dirty_clear(void);
+int vir_kunit_dirty_period(void);
 int vir_kunit_dirty_exact(void);
 int vir_kunit_pgsizes(void);
 int vir_kunit_pinned_runs(void);
@@ -38,6 +39,7 @@ VIR_CASE(dirty_ranges)
 VIR_CASE(dirty_top)
 VIR_CASE(dirty_words)
 VIR_CASE(dirty_clear)
+VIR_CASE(dirty_period)
 VIR_CASE(dirty_exact)
 VIR_CASE(pgsizes)
 VIR_CASE(pinned_runs)
@@ -52,6 +54,7 @@ static struct kunit_case vir_cases[] = {
 	KUNIT_CASE(dirty_top),
 	KUNIT_CASE(dirty_words),
 	KUNIT_CASE(dirty_clear),
+	KUNIT_CASE(dirty_period),
 	KUNIT_CASE(dirty_exact),
 	KUNIT_CASE(pgsizes),
 	KUNIT_CASE(pinned_runs),

@@ -174,6 +174,75 @@ TEST_F(vendor, dirty_reports)
 }
 
 /*
+ * The memory of dirty marks (debugfs dirty: marks_bytes): a chunk of marks (4 KiB for 32,768
+ * pages, behind a 128-byte root and two 512-byte tables) is kept, zeroed, by the report after it
+ * was marked, freed by the first report that finds it unmarked, and freed at STOP and when its
+ * mapping goes. The bitmaps are asserted on both backends.
+ */
+TEST_F(vendor, dirty_marks_memory)
+{
+	const long chunk = 128 + 512 + 512 + 4096;
+	bool rust = self->o.backend == BACKEND_RUST;
+	__u64 bits[1];
+	char byte = 1;
+	char *text;
+
+	ASSERT_EQ(0, dma_map(self->o.container, IOVA, (uintptr_t)self->o.buf, 64 * PAGE, RW));
+	ASSERT_EQ(0, dirty_pages(self->o.container, VFIO_IOMMU_DIRTY_PAGES_FLAG_START));
+	if (rust)
+		EXPECT_EQ(0, key_value(O_FILE("dirty"), "marks_bytes"));
+	ASSERT_EQ(0, vmdev(self->dev, VIR_MDEV_WRITE, IOVA + 3 * PAGE, 1, 0, &byte));
+	if (rust) {
+		text = O_FILE("dirty");
+		EXPECT_EQ(1, key_value(text, "marked_pending"));
+		EXPECT_EQ(chunk, key_value(text, "marks_bytes")) TH_LOG("%s", text);
+	}
+	/* Reported, then kept zeroed: marking page 7 allocates nothing. */
+	bits[0] = ~0ULL;
+	ASSERT_EQ(0, dirty_bitmap(self->o.container, IOVA, 64 * PAGE, PAGE, bits, sizeof(bits)));
+	EXPECT_EQ(1ULL << 3, bits[0]);
+	if (rust) {
+		text = O_FILE("dirty");
+		EXPECT_EQ(0, key_value(text, "marked_pending"));
+		EXPECT_EQ(chunk, key_value(text, "marks_bytes")) TH_LOG("%s", text);
+	}
+	ASSERT_EQ(0, vmdev(self->dev, VIR_MDEV_WRITE, IOVA + 7 * PAGE, 1, 0, &byte));
+	bits[0] = ~0ULL;
+	ASSERT_EQ(0, dirty_bitmap(self->o.container, IOVA, 64 * PAGE, PAGE, bits, sizeof(bits)));
+	EXPECT_EQ(1ULL << 7, bits[0]);
+	if (rust)
+		EXPECT_EQ(chunk, key_value(O_FILE("dirty"), "marks_bytes"));
+	/* A period without marks: the report frees the chunk. */
+	bits[0] = ~0ULL;
+	ASSERT_EQ(0, dirty_bitmap(self->o.container, IOVA, 64 * PAGE, PAGE, bits, sizeof(bits)));
+	EXPECT_EQ(0, bits[0]);
+	RECORD("dirty_marks_memory", "reports %#x %#x 0", 1 << 3, 1 << 7);
+	if (rust)
+		EXPECT_EQ(0, key_value(O_FILE("dirty"), "marks_bytes"));
+	/* STOP frees a chunk kept by a report. */
+	ASSERT_EQ(0, vmdev(self->dev, VIR_MDEV_WRITE, IOVA + 9 * PAGE, 1, 0, &byte));
+	ASSERT_EQ(0, dirty_bitmap(self->o.container, IOVA, 64 * PAGE, PAGE, bits, sizeof(bits)));
+	EXPECT_EQ(1ULL << 9, bits[0]);
+	if (rust)
+		EXPECT_EQ(chunk, key_value(O_FILE("dirty"), "marks_bytes"));
+	ASSERT_EQ(0, dirty_pages(self->o.container, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP));
+	if (rust)
+		EXPECT_EQ(0, key_value(O_FILE("dirty"), "marks_bytes"));
+	/* And so does the unmap of a mapping with a kept chunk. */
+	ASSERT_EQ(0, dirty_pages(self->o.container, VFIO_IOMMU_DIRTY_PAGES_FLAG_START));
+	ASSERT_EQ(0, vmdev(self->dev, VIR_MDEV_WRITE, IOVA + 2 * PAGE, 1, 0, &byte));
+	ASSERT_EQ(0, dirty_bitmap(self->o.container, IOVA, 64 * PAGE, PAGE, bits, sizeof(bits)));
+	EXPECT_EQ(1ULL << 2, bits[0]);
+	if (rust)
+		EXPECT_EQ(chunk, key_value(O_FILE("dirty"), "marks_bytes"));
+	ASSERT_EQ(0, dma_unmap(self->o.container, IOVA, 64 * PAGE, 0, NULL));
+	if (rust)
+		EXPECT_EQ(0, key_value(O_FILE("dirty"), "marks_bytes"));
+	EXPECT_EQ(0, dirty_pages(self->o.container, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP));
+	EXPECT_EQ(0, locked_vm_kb());
+}
+
+/*
  * A driver keeping its pins: 11 notifications (attempts 0 to 10), then EBUSY. type1 BUG()s
  * there (misbehave_test.c), so only our backend runs it.
  */
