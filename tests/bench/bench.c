@@ -152,7 +152,7 @@ static const struct workload {
 	{ "growth_4k", w_growth_4k, 2 * GIB },
 	{ "growth_small_maps", w_growth_small, 65535 * SMALL },
 	{ "mem_per_mapping", w_mem_map, 16384 * PAGE, 0, true },
-	{ "mem_per_pinned_page", w_mem_pin, 16384 * PAGE, 0, true },
+	{ "mem_per_pinned_page", w_mem_pin, MEM_PIN_PAGES * PAGE, 0, true },
 };
 
 #define NWORKLOADS ARRAY_SIZE(workloads)
