@@ -8,19 +8,27 @@
  */
 #include <kunit/test.h>
 
-int vir_kunit_iova_range(void);
-int vir_kunit_iova_list(void);
-int vir_kunit_bitmap_bits(void);
-int vir_kunit_user_bitmap(void);
-int vir_kunit_dirty_chunks(void);
-int vir_kunit_dirty_ranges(void);
-int vir_kunit_dirty_top(void);
-int vir_kunit_dirty_words(void);
-int vir_kunit_dirty_clear(void);
-int vir_kunit_dirty_period(void);
-int vir_kunit_dirty_exact(void);
-int vir_kunit_pgsizes(void);
-int vir_kunit_pinned_runs(void);
+/*
+ * The cases, in the order of the kunit_suite! list of kunit_tests.rs: scripts/build-module.sh
+ * fails the build if the two lists differ.
+ */
+#define VIR_CASES(X)	\
+	X(iova_range)	\
+	X(iova_list)	\
+	X(bitmap_bits)	\
+	X(user_bitmap)	\
+	X(dirty_chunks)	\
+	X(dirty_ranges)	\
+	X(dirty_top)	\
+	X(dirty_words)	\
+	X(dirty_clear)	\
+	X(dirty_period)	\
+	X(dirty_exact)	\
+	X(pgsizes)	\
+	X(pinned_runs)
+
+#define VIR_DECLARE(name) int vir_kunit_##name(void);
+VIR_CASES(VIR_DECLARE)
 
 #define VIR_CASE(name)							\
 	static void name(struct kunit *test)				\
@@ -29,35 +37,11 @@ int vir_kunit_pinned_runs(void);
 									\
 		KUNIT_EXPECT_EQ_MSG(test, line, 0, "check at kunit_tests.rs:%d failed", line); \
 	}
+VIR_CASES(VIR_CASE)
 
-VIR_CASE(iova_range)
-VIR_CASE(iova_list)
-VIR_CASE(bitmap_bits)
-VIR_CASE(user_bitmap)
-VIR_CASE(dirty_chunks)
-VIR_CASE(dirty_ranges)
-VIR_CASE(dirty_top)
-VIR_CASE(dirty_words)
-VIR_CASE(dirty_clear)
-VIR_CASE(dirty_period)
-VIR_CASE(dirty_exact)
-VIR_CASE(pgsizes)
-VIR_CASE(pinned_runs)
-
+#define VIR_KUNIT_CASE(name) KUNIT_CASE(name),
 static struct kunit_case vir_cases[] = {
-	KUNIT_CASE(iova_range),
-	KUNIT_CASE(iova_list),
-	KUNIT_CASE(bitmap_bits),
-	KUNIT_CASE(user_bitmap),
-	KUNIT_CASE(dirty_chunks),
-	KUNIT_CASE(dirty_ranges),
-	KUNIT_CASE(dirty_top),
-	KUNIT_CASE(dirty_words),
-	KUNIT_CASE(dirty_clear),
-	KUNIT_CASE(dirty_period),
-	KUNIT_CASE(dirty_exact),
-	KUNIT_CASE(pgsizes),
-	KUNIT_CASE(pinned_runs),
+	VIR_CASES(VIR_KUNIT_CASE)
 	{}
 };
 

@@ -12,12 +12,12 @@ source "$(dirname "$0")/lib.sh"
 kdir=${1:?usage: build-module.sh KDIR DIR [MAKE ARGS...]}
 dir=${2:?usage: build-module.sh KDIR DIR [MAKE ARGS...]}
 shift 2
-# The 6.12 KUnit suite is listed twice, in kunit_tests.rs and in C (bindings/kunit.c): a case
-# missing from the C list would never run there, silently.
+# The 6.12 KUnit suite is listed twice, in kunit_tests.rs and in C (VIR_CASES in bindings/kunit.c):
+# a case missing from the C list would never run there, silently.
 if [ -f "$dir/kunit_tests.rs" ] && [ -f "$dir/bindings/kunit.c" ]; then
 	rs_cases=$(sed -n 's/^crate::compat::kunit_suite!(vfio_iommu_rust: \(.*\));$/\1/p' \
 		"$dir/kunit_tests.rs" | tr -d ' ' | tr ',' '\n')
-	c_cases=$(sed -n 's/^\tKUNIT_CASE(\(.*\)),$/\1/p' "$dir/bindings/kunit.c")
+	c_cases=$(sed -n 's/^\tX(\([a-z0-9_]*\))[[:space:]\\]*$/\1/p' "$dir/bindings/kunit.c")
 	if [ -z "$rs_cases" ] || [ "$rs_cases" != "$c_cases" ]; then
 		echo "build-module.sh: the KUnit cases of kunit_tests.rs and bindings/kunit.c differ:" >&2
 		diff <(echo "$rs_cases") <(echo "$c_cases") >&2 || true
