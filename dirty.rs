@@ -149,68 +149,37 @@ impl DirtyPages {
     /// densely dirtied 256 MiB mapping took 45-94 us of its report under TCG, zeroing its chunks
     /// 10-16 us.
     pub(crate) fn new_period(&mut self) {
+        self.retain_chunks(|chunk| {
+            // A densely marked chunk stops at its first word.
+            let marked = chunk.iter().any(|&w| w != 0);
+            if marked {
+                chunk.fill(0);
+            }
+            marked
+        });
+    }
+
+    /// Forgets every mark and frees the chunks and tables: at `START`, `STOP` and when the mapping
+    /// goes.
+    pub(crate) fn clear(&mut self) {
+        self.retain_chunks(|_| false);
+    }
+
+    /// Keeps the chunks `keep` returns true for and frees the others, and the tables they leave
+    /// empty, rescheduling after each leaf table (up to 64 chunks, 256 KiB).
+    fn retain_chunks(&mut self, mut keep: impl FnMut(&mut Chunk) -> bool) {
         let Some(root) = self.root.as_deref_mut() else {
             return;
         };
-        let mut root_used = false;
-        for middle_slot in root.iter_mut() {
-            let Some(middle) = middle_slot.as_deref_mut() else {
-                continue;
-            };
-            let mut middle_used = false;
-            for leaf_slot in middle.iter_mut() {
-                let Some(leaf) = leaf_slot.as_deref_mut() else {
-                    continue;
-                };
-                let mut leaf_used = false;
-                for chunk_slot in leaf.iter_mut() {
-                    let marked = match chunk_slot.as_deref_mut() {
-                        None => continue,
-                        // A densely marked chunk stops at its first word.
-                        Some(chunk) if chunk.iter().any(|&w| w != 0) => {
-                            chunk.fill(0);
-                            true
-                        }
-                        Some(_) => false,
-                    };
-                    if marked {
-                        leaf_used = true;
-                    } else {
-                        *chunk_slot = None;
-                    }
-                }
-                if leaf_used {
-                    middle_used = true;
-                } else {
-                    *leaf_slot = None;
-                }
+        let used = retain(&mut root[..], |middle| {
+            retain(&mut middle[..], |leaf| {
+                let used = retain(&mut leaf[..], &mut keep);
                 mm::cond_resched();
-            }
-            if middle_used {
-                root_used = true;
-            } else {
-                *middle_slot = None;
-            }
-        }
-        if !root_used {
+                used
+            })
+        });
+        if !used {
             self.root = None;
-        }
-    }
-
-    /// Forgets every mark and frees the chunks and tables, rescheduling between leaves: at
-    /// `START`, `STOP` and when the mapping goes.
-    pub(crate) fn clear(&mut self) {
-        let Some(mut root) = self.root.take() else {
-            return;
-        };
-        for mut middle in root.iter_mut().filter_map(Option::take) {
-            for mut leaf in middle.iter_mut().filter_map(Option::take) {
-                for chunk in leaf.iter_mut().filter_map(Option::take) {
-                    drop(chunk);
-                }
-                // A leaf's chunks at a time (up to 64, 256 KiB).
-                mm::cond_resched();
-            }
         }
     }
 
@@ -309,6 +278,22 @@ impl Drop for DirtyPages {
         // A mapping unmapped (or a container released) while tracking: free with rescheduling.
         self.clear();
     }
+}
+
+/// Keeps the tables or chunks in `slots` that `keep` returns true for and frees the others;
+/// returns whether any is kept.
+fn retain<T>(slots: &mut [Option<KBox<T>>], mut keep: impl FnMut(&mut T) -> bool) -> bool {
+    let mut any = false;
+    for slot in slots {
+        if let Some(t) = slot.as_deref_mut() {
+            if keep(t) {
+                any = true;
+            } else {
+                *slot = None;
+            }
+        }
+    }
+    any
 }
 
 /// Sets bits `lo..=hi` (both below [`CHUNK_BITS`]) of `chunk`, whole words at a time.
