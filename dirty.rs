@@ -14,10 +14,12 @@
 //! type1 keeps a bitmap per mapping, allocated for all mappings at START (up to 256 MiB each).
 //! Here a mapping keeps only the pages marked since the last report (unpinned by, or written with
 //! `vfio_dma_rw()` for, vendor drivers) in a sparse bitmap ([`DirtyPages`]): 4 KiB chunks of bits,
-//! each allocated on the first mark in its 32,768 pages, zeroed at a report and freed at the
-//! first report that finds it without marks (and at `STOP`), so nothing is allocated unless
-//! vendor drivers dirty pages, little when they dirty few, and no more than type1's bitmap when
-//! they dirty a large mapping densely. Pinned pages come from the mapping's
+//! each allocated on the first mark in its 32,768 pages, kept past a report (as reported, to be
+//! zeroed at its next mark) and freed at the first report that finds it without marks (and at
+//! `STOP`), so nothing is allocated unless vendor drivers dirty pages, little when they dirty
+//! few, and no more than type1's bitmap when they dirty a large mapping densely. A report neither
+//! zeroes nor frees the chunks of a densely dirtied mapping: it only clears their bits in the
+//! table above them (one bit per chunk). Pinned pages come from the mapping's
 //! vendor pins, and "all dirty" is a flag. Reports are produced into the user's bitmap through a
 //! 4 KiB window, so kernel memory grows with the spread of the dirtied pages, not with the size
 //! of the mappings.
@@ -39,9 +41,11 @@ pub(crate) const CHUNK_BITS: u64 = 1 << CHUNK_SHIFT;
 const CHUNK_SHIFT: u32 = 15;
 /// 64-bit words per chunk.
 pub(crate) const CHUNK_WORDS: usize = (CHUNK_BITS / 64) as usize;
-/// Chunks per leaf table and leaf tables per middle table (512-byte tables).
+/// Chunks per leaf table and leaf tables per middle table (a 512-byte leaf, a 1 KiB middle).
 const TABLE_SHIFT: u32 = 6;
 const TABLE_LEN: usize = 1 << TABLE_SHIFT;
+// A leaf's chunks have one bit each in a `u64` of their middle table.
+const _: () = assert!(TABLE_LEN == 64);
 /// Middle tables in the root (a 128-byte table).
 const ROOT_LEN: usize = 16;
 /// The largest page number that can be marked: the tables index `ROOT_LEN * TABLE_LEN *
@@ -54,8 +58,17 @@ const _: () = assert!(MAX_MAPPING_PAGES <= MAX_PAGE + 1);
 pub(crate) type Chunk = [u64; CHUNK_WORDS];
 
 type Leaf = [Option<KBox<Chunk>>; TABLE_LEN];
-type Middle = [Option<KBox<Leaf>>; TABLE_LEN];
 type Root = [Option<KBox<Middle>>; ROOT_LEN];
+
+/// A middle table: 64 leaf tables, and a bit per chunk under them (bit `l` of `fresh[m]` for
+/// chunk `l` of leaf `m`), set while the chunk holds marks of the current period. A chunk whose
+/// bit is clear is stale: it holds only marks already reported, reads as clean, is zeroed at its
+/// next mark and is freed at the next report if it has none by then. 1 KiB, a kmalloc size.
+#[derive(Zeroable)]
+struct Middle {
+    leaves: [Option<KBox<Leaf>>; TABLE_LEN],
+    fresh: [u64; TABLE_LEN],
+}
 
 /// Where chunk `c` (at most `MAX_PAGE >> CHUNK_SHIFT`) is: root, middle and leaf slots.
 fn slots(c: u64) -> (usize, usize, usize) {
@@ -89,17 +102,23 @@ fn get_or_alloc<T: Zeroable>(slot: &mut Option<KBox<T>>) -> Result<&mut T> {
 /// that is itself allocated on demand; nothing is allocated until something is marked. Marking
 /// is O(1) per chunk touched (three indexings) and allocates only for a chunk not present yet;
 /// a range is set a word at a time. All of it is charged to the memory cgroup of the task that
-/// marks (`GFP_KERNEL_ACCOUNT`); a report zeroes the chunks that have marks and frees the others
-/// ([`Self::new_period`]), and [`Self::clear`] (or dropping) frees everything, with rescheduling
-/// points.
+/// marks (`GFP_KERNEL_ACCOUNT`). A report keeps the chunks that have marks of its period, now
+/// stale, and frees those that were stale already ([`Self::new_period`]); [`Self::clear`] (or
+/// dropping) frees everything, with rescheduling points.
+///
+/// Invariants (KUnit `dirty_period` checks them with [`Self::counts_hold`]): `chunks` is the
+/// number of chunks present and `fresh` the number of them whose bit in their middle table is
+/// set; no bit is set for an absent chunk; so `fresh <= chunks <= 2^16`.
 pub(crate) struct DirtyPages {
     root: Option<KBox<Root>>,
+    chunks: u32,
+    fresh: u32,
 }
 
 impl DirtyPages {
     /// Nothing dirty; allocates nothing.
     pub(crate) fn new() -> Self {
-        Self { root: None }
+        Self { root: None, chunks: 0, fresh: 0 }
     }
 
     /// Whether nothing is marked (and nothing allocated).
@@ -122,9 +141,27 @@ impl DirtyPages {
         let mut c = first_chunk;
         loop {
             let (r, m, l) = slots(c);
-            let middle = get_or_alloc(&mut root[r])?;
-            let leaf = get_or_alloc(&mut middle[m])?;
-            let chunk = get_or_alloc(&mut leaf[l])?;
+            let Middle { leaves, fresh } = get_or_alloc(&mut root[r])?;
+            let leaf = get_or_alloc(&mut leaves[m])?;
+            let slot = &mut leaf[l];
+            let (chunk, new) = match slot {
+                Some(chunk) => (chunk, false),
+                None => {
+                    let chunk = KBox::init(compat::init_zeroed(), GFP_KERNEL_ACCOUNT)?;
+                    // At most 2^16 chunks (`last <= MAX_PAGE`): never saturates.
+                    self.chunks = self.chunks.saturating_add(1);
+                    (slot.insert(chunk), true)
+                }
+            };
+            let bit = 1u64 << l;
+            if fresh[m] & bit == 0 {
+                // Stale: its marks were reported.
+                if !new {
+                    chunk.fill(0);
+                }
+                fresh[m] |= bit;
+                self.fresh = self.fresh.saturating_add(1);
+            }
             // Bits `lo..=hi` of this chunk.
             let lo = if c == first_chunk { first % CHUNK_BITS } else { 0 };
             let hi = if c == last_chunk { last % CHUNK_BITS } else { CHUNK_BITS - 1 };
@@ -139,48 +176,96 @@ impl DirtyPages {
     }
 
     /// Starts a new reporting period after a report: forgets every mark. A chunk that had marks
-    /// is zeroed and kept for the next period, so a range dirtied again (a vendor driver's
-    /// working set, reported at every pass of a migration) is marked without allocating and
-    /// reported without freeing; a chunk with none (marked in no period since the last report)
-    /// is freed, and so are the tables it leaves empty. A chunk thus outlives its last mark by
-    /// one period at most; rescheduling points come between leaves (up to 64 chunks).
+    /// is kept, stale, for the next period, so a range dirtied again (a vendor driver's working
+    /// set, reported at every pass of a migration) is marked without allocating and reported
+    /// without freeing; a chunk that was stale already (no mark since the report before) is
+    /// freed, and so are the tables it leaves empty. A chunk thus outlives its last mark by one
+    /// period at most. When every chunk had marks (a densely dirtied mapping) this clears the
+    /// fresh bits of the middle tables and touches nothing else: zeroing is left to the next mark
+    /// of the chunk, which writes it anyway.
     ///
-    /// Measured (benchmarks.rst, fifth pass): freeing the two chunks and three tables of a
-    /// densely dirtied 256 MiB mapping took 45-94 us of its report under TCG, zeroing its chunks
-    /// 10-16 us.
+    /// Measured (benchmarks.rst, fifth and sixth passes): under TCG, freeing the two chunks and
+    /// three tables of a densely dirtied 256 MiB mapping took 45-94 us of its report; zeroing
+    /// the chunks instead took 10-16 us.
     pub(crate) fn new_period(&mut self) {
-        self.retain_chunks(|chunk| {
-            // A densely marked chunk stops at its first word.
-            let marked = chunk.iter().any(|&w| w != 0);
-            if marked {
-                chunk.fill(0);
+        if self.chunks != 0 && self.fresh == self.chunks {
+            if let Some(root) = self.root.as_deref_mut() {
+                for middle in root.iter_mut().flatten() {
+                    middle.fresh = [0; TABLE_LEN];
+                }
             }
-            marked
-        });
+            self.fresh = 0;
+        } else {
+            self.free_chunks(true);
+        }
     }
 
     /// Forgets every mark and frees the chunks and tables: at `START`, `STOP` and when the mapping
     /// goes.
     pub(crate) fn clear(&mut self) {
-        self.retain_chunks(|_| false);
+        self.free_chunks(false);
     }
 
-    /// Keeps the chunks `keep` returns true for and frees the others, and the tables they leave
-    /// empty, rescheduling after each leaf table (up to 64 chunks, 256 KiB).
-    fn retain_chunks(&mut self, mut keep: impl FnMut(&mut Chunk) -> bool) {
-        let Some(root) = self.root.as_deref_mut() else {
-            return;
-        };
-        let used = retain(&mut root[..], |middle| {
-            retain(&mut middle[..], |leaf| {
-                let used = retain(&mut leaf[..], &mut keep);
-                mm::cond_resched();
-                used
-            })
-        });
-        if !used {
-            self.root = None;
+    /// Frees the stale chunks (every chunk unless `keep_fresh`) and the tables they leave empty,
+    /// and makes the chunks kept stale, rescheduling after each leaf table (up to 64 chunks,
+    /// 256 KiB).
+    fn free_chunks(&mut self, keep_fresh: bool) {
+        let mut kept = 0u32;
+        if let Some(root) = self.root.as_deref_mut() {
+            let used = retain(&mut root[..], |Middle { leaves, fresh }| {
+                let mut any = false;
+                for (slot, bits) in leaves.iter_mut().zip(fresh.iter_mut()) {
+                    let keep = if keep_fresh { *bits } else { 0 };
+                    *bits = 0;
+                    let Some(leaf) = slot.as_deref_mut() else {
+                        continue;
+                    };
+                    let mut used = false;
+                    for (l, chunk) in leaf.iter_mut().enumerate() {
+                        if chunk.is_some() && keep & (1u64 << l) != 0 {
+                            used = true;
+                            kept = kept.saturating_add(1);
+                        } else {
+                            *chunk = None;
+                        }
+                    }
+                    if used {
+                        any = true;
+                    } else {
+                        *slot = None;
+                    }
+                    mm::cond_resched();
+                }
+                any
+            });
+            if !used {
+                self.root = None;
+            }
         }
+        self.chunks = kept;
+        self.fresh = 0;
+    }
+
+    /// Whether the counts agree with the tables (the invariants of [`DirtyPages`]); walks every
+    /// table.
+    pub(crate) fn counts_hold(&self) -> bool {
+        let (mut chunks, mut fresh) = (0u32, 0u32);
+        for middle in self.root.iter().flat_map(|root| root.iter().flatten()) {
+            for (slot, &bits) in middle.leaves.iter().zip(middle.fresh.iter()) {
+                let mut present = 0u64;
+                for (l, chunk) in slot.iter().flat_map(|leaf| leaf.iter().enumerate()) {
+                    if chunk.is_some() {
+                        present |= 1u64 << l;
+                    }
+                }
+                if bits & !present != 0 {
+                    return false;
+                }
+                chunks = chunks.saturating_add(present.count_ones());
+                fresh = fresh.saturating_add(bits.count_ones());
+            }
+        }
+        chunks == self.chunks && fresh == self.fresh
     }
 
     /// Calls `f` for every marked page in `lo..hi`, in ascending order. Absent tables and chunks
@@ -230,11 +315,13 @@ impl DirtyPages {
                 c = (c | ((1 << (2 * TABLE_SHIFT)) - 1)) + 1;
                 continue;
             };
-            let Some(leaf) = middle[m].as_deref() else {
+            // A leaf with no fresh chunk has nothing to report: skipped whole.
+            let fresh = middle.fresh[m];
+            let Some(leaf) = middle.leaves[m].as_deref().filter(|_| fresh != 0) else {
                 c = (c | ((1 << TABLE_SHIFT) - 1)) + 1;
                 continue;
             };
-            if let Some(chunk) = leaf[l].as_deref() {
+            if let Some(chunk) = leaf[l].as_deref().filter(|_| fresh & (1u64 << l) != 0) {
                 let base = c << CHUNK_SHIFT;
                 // Bits `from..to` of the chunk are in `lo..hi` (`lo < base + CHUNK_BITS`, `hi > base`).
                 let from = lo.saturating_sub(base) as usize;
@@ -246,18 +333,23 @@ impl DirtyPages {
     }
 
     /// The marks of pages `lo..lo + CHUNK_BITS` if they are one chunk (`lo` a multiple of
-    /// [`CHUNK_BITS`]): `None` if nothing is marked there.
+    /// [`CHUNK_BITS`]): `None` if nothing is marked there in this period.
     pub(crate) fn chunk_at(&self, lo: u64) -> Option<&Chunk> {
         if lo % CHUNK_BITS != 0 || lo > MAX_PAGE {
             return None;
         }
         let (r, m, l) = slots(lo >> CHUNK_SHIFT);
-        self.root.as_deref()?[r].as_deref()?[m].as_deref()?[l].as_deref()
+        let middle = self.root.as_deref()?[r].as_deref()?;
+        if middle.fresh[m] & (1u64 << l) == 0 {
+            return None;
+        }
+        middle.leaves[m].as_deref()?[l].as_deref()
     }
 
-    /// The bytes allocated: tables and chunks (not counting allocator rounding, which the sizes,
-    /// 128 bytes, 512 bytes and 4 KiB, do not need). debugfs `dirty` shows it as `marks_bytes`.
-    /// At most 2^16 chunks and 1,041 tables: the sums below stay under 2^29.
+    /// The bytes allocated: tables and chunks, stale ones included (not counting allocator
+    /// rounding, which the sizes, 128 bytes, 512 bytes, 1 KiB and 4 KiB, do not need). debugfs
+    /// `dirty` shows it as `marks_bytes`. At most 2^16 chunks and 1,041 tables: the sums below
+    /// stay under 2^29.
     pub(crate) fn footprint(&self) -> usize {
         let Some(root) = self.root.as_deref() else {
             return 0;
@@ -265,7 +357,7 @@ impl DirtyPages {
         let mut bytes = size_of::<Root>();
         for middle in root.iter().flatten() {
             bytes += size_of::<Middle>();
-            for leaf in middle.iter().flatten() {
+            for leaf in middle.leaves.iter().flatten() {
                 bytes += size_of::<Leaf>() + leaf.iter().flatten().count() * size_of::<Chunk>();
             }
         }

@@ -297,18 +297,21 @@ impl Container {
             (inner.dirty_tracking, inner.min_pgsize(), inner.non_pinned_groups, inner.reports)
         };
         let (mut marked, mut vendor_pinned, mut all_once, mut marks_bytes) = (0u64, 0u64, 0u64, 0u64);
+        let mut counts_wrong = 0u64;
         self.walk_mappings(
             |m| {
-                let (mut n, mut bytes) = (0u64, 0u64);
+                let (mut n, mut bytes, mut counts_hold) = (0u64, 0u64, true);
                 if let Some(d) = m.records.dirty() {
                     d.for_each_in(0, u64::MAX, &mut |_| n = n.saturating_add(1));
                     bytes = d.footprint() as u64;
+                    counts_hold = d.counts_hold();
                 }
-                (n, bytes, m.vendor_pins.iter().count() as u64, m.all_dirty_once)
+                (n, bytes, counts_hold, m.vendor_pins.iter().count() as u64, m.all_dirty_once)
             },
-            |(n, bytes, pins, all)| {
+            |(n, bytes, counts_hold, pins, all)| {
                 marked = marked.saturating_add(n);
                 marks_bytes = marks_bytes.saturating_add(bytes);
+                counts_wrong = counts_wrong.saturating_add(u64::from(!counts_hold));
                 vendor_pinned = vendor_pinned.saturating_add(pins);
                 all_once = all_once.saturating_add(u64::from(all));
                 true
@@ -318,6 +321,12 @@ impl Container {
         let _ = writeln!(out, "page_size: {}", pgsize);
         let _ = writeln!(out, "marked_pending: {}", marked);
         let _ = writeln!(out, "marks_bytes: {}", marks_bytes);
+        // Per mapping, the chunk counts of `DirtyPages` agree with its tables (dirty.rs).
+        if counts_wrong == 0 {
+            let _ = writeln!(out, "marks_invariant: ok (chunks, fresh chunks counted)");
+        } else {
+            let _ = writeln!(out, "marks_invariant: VIOLATED in {} mappings", counts_wrong);
+        }
         let _ = writeln!(out, "vendor_pinned: {}", vendor_pinned);
         let _ = writeln!(out, "all_dirty_once: {}", all_once);
         let _ = writeln!(out, "groups_dirtying_all: {}", groups_all);

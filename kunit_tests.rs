@@ -143,6 +143,11 @@ fn user_bitmap() -> i32 {
 
 /// Pages per chunk of the sparse dirty bitmap.
 const CB: u64 = dirty::CHUNK_BITS;
+/// Bytes of its root, middle and leaf tables and of a chunk (`DirtyPages::footprint`).
+const ROOT: usize = 128;
+const MIDDLE: usize = 1024;
+const LEAF: usize = 512;
+const CHUNK: usize = 4096;
 
 /// Whether `d` reports exactly `expect`, in that order, in `lo..hi`.
 fn reports(d: &mut DirtyPages, lo: u64, hi: u64, expect: &[u64]) -> bool {
@@ -188,7 +193,7 @@ fn dirty_chunks() -> i32 {
     check!(reports(&mut d, 5, 5, &[]) && reports(&mut d, 9, 3, &[]));
     // Chunks 0, 1, 63, 64, 4095 and 4096, behind 4 leaves, 2 middle tables, a root.
     let footprint = d.footprint();
-    check!(footprint == 128 + 2 * 512 + 4 * 512 + 6 * 4096);
+    check!(footprint == ROOT + 2 * MIDDLE + 4 * LEAF + 6 * CHUNK);
     // Marking again, or more of a present chunk: no allocation.
     check!(d.mark(1, CB - 2).is_ok() && d.mark(CB, CB).is_ok());
     check!(d.footprint() == footprint);
@@ -215,7 +220,7 @@ fn dirty_ranges() -> i32 {
     check!(count(&mut d, 2 * CB - 1, 2 * CB + 1) == Some((2, 2 * CB - 1, 2 * CB)));
     check!(count(&mut d, last, last + 100) == Some((1, last, last)));
     check!(count(&mut d, 0, first + 1) == Some((1, first, first)));
-    check!(d.footprint() == 128 + 512 + 512 + 5 * 4096);
+    check!(d.footprint() == ROOT + MIDDLE + LEAF + 5 * CHUNK);
     // A mark ending on a word boundary and one starting on it.
     d.clear();
     check!(d.mark(64, 127).is_ok() && d.mark(192, 192).is_ok());
@@ -236,7 +241,7 @@ fn dirty_top() -> i32 {
     check!(reports(&mut d, top + 1, u64::MAX, &[]));
     check!(reports(&mut d, u64::MAX - 1, u64::MAX, &[]));
     // One page costs a chunk and a path of tables.
-    check!(d.footprint() == 128 + 512 + 512 + 4096);
+    check!(d.footprint() == ROOT + MIDDLE + LEAF + CHUNK);
     check!(d.mark(top - 100, top).is_ok());
     check!(count(&mut d, 0, u64::MAX) == Some((101, top - 100, top)));
     check!(d.mark(top + 1, top + 1) == Err(EINVAL));
@@ -244,7 +249,7 @@ fn dirty_top() -> i32 {
     check!(d.mark(0, u64::MAX) == Err(EINVAL));
     check!(d.mark(top, u64::MAX) == Err(EINVAL));
     check!(count(&mut d, 0, u64::MAX) == Some((101, top - 100, top)));
-    check!(d.footprint() == 128 + 512 + 512 + 4096);
+    check!(d.footprint() == ROOT + MIDDLE + LEAF + CHUNK);
     0
 }
 
@@ -310,13 +315,14 @@ fn dirty_clear() -> i32 {
     d.clear();
     // 256 MiB of 4 KiB pages, all dirty: two chunks. type1: kvzalloc(8 KiB + 8), 16 KiB.
     check!(d.mark(0, (256 << 8) - 1).is_ok());
-    check!(d.footprint() == 128 + 512 + 512 + 2 * 4096);
+    check!(d.footprint() == ROOT + MIDDLE + LEAF + 2 * CHUNK);
+    check!(d.footprint() < 16 << 10);
     check!(count(&mut d, 0, u64::MAX) == Some((256 << 8, 0, (256 << 8) - 1)));
     d.clear();
     // 64 GiB: 512 chunks, 8 leaves. type1: 2 MiB + 8 bytes, vmalloc'ed: 513 pages, and 2 more
     // for vmalloc's array of them.
     check!(d.mark(0, (64 << 18) - 1).is_ok());
-    check!(d.footprint() == 128 + 512 + 8 * 512 + 512 * 4096);
+    check!(d.footprint() == ROOT + MIDDLE + 8 * LEAF + 512 * CHUNK);
     check!(d.footprint() <= (64 << 18) / 8 + 3 * 4096);
     check!(count(&mut d, (64 << 18) - 3, u64::MAX) == Some((3, (64 << 18) - 3, (64 << 18) - 1)));
     d.clear();
@@ -327,42 +333,55 @@ fn dirty_clear() -> i32 {
     0
 }
 
-/// Sparse dirty bitmap: a new reporting period zeroes the chunks that had marks and keeps them,
-/// frees those that had none and the tables they leave empty; a period with no marks at all frees
-/// everything.
+/// Sparse dirty bitmap: a new reporting period keeps the chunks that had marks (stale: reported
+/// clean, zeroed at their next mark), frees those that were stale already and the tables they
+/// leave empty; a period with no marks at all frees everything. The counts agree with the tables
+/// after every step.
 fn dirty_period() -> i32 {
     let mut d = DirtyPages::new();
     d.new_period();
-    check!(d.footprint() == 0 && d.is_empty());
-    // 256 MiB marked densely: two chunks, kept zeroed.
-    check!(d.mark(0, 2 * CB - 1).is_ok());
+    check!(d.footprint() == 0 && d.is_empty() && d.counts_hold());
+    // 256 MiB marked densely: two chunks, kept, reported clean, not zeroed yet.
+    check!(d.mark(0, 2 * CB - 1).is_ok() && d.counts_hold());
     let dense = d.footprint();
-    check!(dense == 128 + 512 + 512 + 2 * 4096);
+    check!(dense == ROOT + MIDDLE + LEAF + 2 * CHUNK);
     d.new_period();
-    check!(d.footprint() == dense && reports(&mut d, 0, u64::MAX, &[]));
-    // Marked again: nothing allocated; reported exactly.
-    check!(d.mark(5, 5).is_ok() && d.mark(CB + 7, CB + 9).is_ok());
+    check!(d.counts_hold() && d.footprint() == dense && reports(&mut d, 0, u64::MAX, &[]));
+    check!(d.chunk_at(0).is_none() && d.chunk_at(CB).is_none());
+    // Marked again: nothing allocated; the chunks' old bits are gone, the new ones reported
+    // exactly, whole chunks included.
+    check!(d.mark(5, 5).is_ok() && d.mark(CB + 7, CB + 9).is_ok() && d.counts_hold());
     check!(d.footprint() == dense && reports(&mut d, 0, u64::MAX, &[5, CB + 7, CB + 8, CB + 9]));
+    check!(d.chunk_at(0).is_some_and(|c| c[0] == 1 << 5 && c[1..].iter().all(|&w| w == 0)));
+    check!(d.chunk_at(CB).is_some_and(|c| c[0] == 0b111 << 7 && c[1..].iter().all(|&w| w == 0)));
     // Only the second chunk marked in the next period: the first goes at the report after it.
     d.new_period();
-    check!(d.mark(CB, CB).is_ok());
+    check!(d.mark(CB, CB).is_ok() && d.counts_hold());
+    check!(reports(&mut d, 0, u64::MAX, &[CB]) && d.chunk_at(0).is_none());
     d.new_period();
-    check!(d.footprint() == 128 + 512 + 512 + 4096 && reports(&mut d, 0, u64::MAX, &[]));
+    check!(d.counts_hold() && d.footprint() == ROOT + MIDDLE + LEAF + CHUNK);
+    check!(reports(&mut d, 0, u64::MAX, &[]));
     // A chunk behind its own middle and leaf tables. Chunk 1 had no mark in this period: it goes
     // with its tables. Then a period without marks: all freed.
-    check!(d.mark(4096 * CB, 4096 * CB).is_ok());
-    check!(d.footprint() == 128 + 2 * (512 + 512) + 2 * 4096);
+    check!(d.mark(4096 * CB, 4096 * CB).is_ok() && d.counts_hold());
+    check!(d.footprint() == ROOT + 2 * (MIDDLE + LEAF) + 2 * CHUNK);
     d.new_period();
-    check!(d.footprint() == 128 + 512 + 512 + 4096 && d.chunk_at(CB).is_none());
-    check!(d.chunk_at(4096 * CB).is_some_and(|c| c.iter().all(|&w| w == 0)));
+    check!(d.counts_hold() && d.footprint() == ROOT + MIDDLE + LEAF + CHUNK);
+    check!(d.chunk_at(CB).is_none() && d.chunk_at(4096 * CB).is_none());
     d.new_period();
-    check!(d.footprint() == 0 && d.is_empty() && reports(&mut d, 0, u64::MAX, &[]));
+    check!(d.counts_hold() && d.footprint() == 0 && d.is_empty());
+    check!(reports(&mut d, 0, u64::MAX, &[]));
+    // A report in the middle of a mark over chunks that are stale and absent: the stale one is
+    // zeroed, the absent one allocated, both reported exactly.
+    check!(d.mark(0, CB - 1).is_ok());
+    d.new_period();
+    check!(d.mark(CB - 2, CB + 1).is_ok() && d.counts_hold());
+    check!(reports(&mut d, 0, u64::MAX, &[CB - 2, CB - 1, CB, CB + 1]));
     // Kept chunks go with `clear` (STOP) and when dropped.
-    check!(d.mark(3, 3).is_ok());
     d.new_period();
     check!(d.footprint() != 0);
     d.clear();
-    check!(d.footprint() == 0);
+    check!(d.footprint() == 0 && d.counts_hold());
     check!(d.mark(3, 3).is_ok());
     d.new_period();
     drop(d);

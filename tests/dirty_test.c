@@ -480,6 +480,83 @@ TEST_F(dirty, worked_example)
 	EXPECT_EQ(0x0ULL, bits[1]);
 }
 
+/*
+ * Reporting periods over a mapping of two whole chunks of our sparse bitmap (32,768 pages each)
+ * and 64 pages more, so that reports take the whole-chunk path as well as the word path: each
+ * report has exactly the pages written or pinned since the one before, never those of an earlier
+ * period (ours keeps a reported chunk, stale, and zeroes it at its next mark), including a chunk
+ * reported through the word path because a vendor pin is in it.
+ */
+TEST_F(dirty, periods_whole_chunks)
+{
+	enum { CHUNK = 32768, N = 2 * CHUNK + 64, RUN = 16 };
+	static const int singles[] = { 0, 1000, CHUNK - 1, CHUNK, 2 * CHUNK - 1, N - 1 };
+	size_t bytes = (N + 63) / 64 * 8;
+	__u64 *got = calloc(1, bytes), *want = calloc(1, bytes);
+	unsigned char *run = calloc(RUN, PAGE), byte = 0x5a;
+	char *big = mmap(NULL, (size_t)N * PAGE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	unsigned int i;
+	int period;
+
+	ASSERT_TRUE(got && want && run);
+	ASSERT_NE(MAP_FAILED, big);
+	ASSERT_EQ(0, dma_map(self->container, IOVA, (uintptr_t)big, (__u64)N * PAGE, RW));
+	ASSERT_EQ(0, dirty_pages(self->container, VFIO_IOMMU_DIRTY_PAGES_FLAG_START));
+	for (period = 1; period <= 5; period++) {
+		memset(want, 0, bytes);
+		switch (period) {
+		case 1: /* Pages at both ends of both chunks and of the tail, and a run. */
+			for (i = 0; i < ARRAY_SIZE(singles); i++) {
+				ASSERT_EQ(0, vmdev(self->dev, VIR_MDEV_WRITE,
+						   IOVA + (__u64)singles[i] * PAGE, 1, 0, 0, &byte, NULL));
+				set_bit(want, singles[i]);
+			}
+			ASSERT_EQ(0, vmdev(self->dev, VIR_MDEV_WRITE, IOVA + 40000ULL * PAGE,
+					   RUN * PAGE, 0, 0, run, NULL));
+			for (i = 0; i < RUN; i++)
+				set_bit(want, 40000 + i);
+			break;
+		case 2: /* Other pages of the same chunks. */
+			ASSERT_EQ(0, vmdev(self->dev, VIR_MDEV_WRITE, IOVA + 5 * PAGE, 1, 0, 0, &byte,
+					   NULL));
+			ASSERT_EQ(0, vmdev(self->dev, VIR_MDEV_WRITE, IOVA + (CHUNK + 1ULL) * PAGE, 1, 0,
+					   0, &byte, NULL));
+			set_bit(want, 5);
+			set_bit(want, CHUNK + 1);
+			break;
+		case 3: /* Only a vendor pin, in the first chunk. */
+			ASSERT_EQ(0, vmdev(self->dev, VIR_MDEV_PIN, IOVA + 9 * PAGE, 1,
+					   VIR_MDEV_FLAG_WRITE, 3, NULL, NULL));
+			set_bit(want, 9);
+			break;
+		case 4: /* The pin released (dirty once more), and the tail written. */
+			ASSERT_EQ(0, vmdev(self->dev, VIR_MDEV_UNPIN, IOVA + 9 * PAGE, 1, 0, 0, NULL,
+					   NULL));
+			ASSERT_EQ(0, vmdev(self->dev, VIR_MDEV_WRITE, IOVA + (N - 1ULL) * PAGE, 1, 0, 0,
+					   &byte, NULL));
+			set_bit(want, 9);
+			set_bit(want, N - 1);
+			break;
+		default: /* Nothing. */
+			break;
+		}
+		memset(got, 0xff, bytes);
+		ASSERT_EQ(0, dirty_bitmap(self->container, IOVA, (__u64)N * PAGE, PAGE, got, bytes));
+		EXPECT_TRUE(bits_equal(want, got, N)) {
+			TH_LOG("period %d: want %s", period, bits_str(want, N));
+			TH_LOG("got %s", bits_str(got, N));
+		}
+		RECORD("periods_whole_chunks", "period%d %s", period, bits_str(got, N));
+	}
+	ASSERT_EQ(0, dirty_pages(self->container, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP));
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA, (__u64)N * PAGE, 0, NULL));
+	munmap(big, (size_t)N * PAGE);
+	free(got);
+	free(want);
+	free(run);
+}
+
 /* With an IOMMU group (edu, vfio-pci) in the container every mapped page is dirty. */
 TEST_F(dirty, iommu_group_scope)
 {
