@@ -45,6 +45,8 @@ ROWS = [
     ("get_bitmap_1g_all_dirty", "GET_BITMAP 1 GiB, all dirty (IOMMU-backed group)", None, False),
     ("dirty_dense_256m_get_bitmap", "dense dirty 256 MiB (mdev, dma_rw every page): GET_BITMAP",
      1.0, False),
+    ("dirty_dense_256m_rereport",
+     "&nbsp;&nbsp;the same report again after 2 pages written (warm, median of 7)", None, False),
     ("dirty_dense_256m_rw", "&nbsp;&nbsp;the dma_rw writes, tracking on", None, False),
     ("dirty_dense_256m_mem", "dense dirty 256 MiB: kernel memory (slab + vmalloc)", 1.0, False),
     ("pin_unpin_512", "vendor pin+unpin 512 pages", 1.0, False),

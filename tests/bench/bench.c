@@ -109,6 +109,14 @@ static void report(const char *tag, const char *work, enum bk b, double value, c
 	fflush(stdout);
 }
 
+/* qsort() order of doubles. */
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 /* @b cannot serve @work: one line per affected workload name, with the reason. */
 static void na(const char *work, enum bk b, const char *reason)
 {

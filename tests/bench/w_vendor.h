@@ -76,13 +76,6 @@ static void *vendor_run(void *arg)
 	return NULL;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 #define CONTENTION_CYCLES 2
 #define CONTENTION_PAUSE_US 100000
 
