@@ -111,6 +111,7 @@ static void w_dense(enum bk b, const char *tag)
 
 	if (b == IOMMUFD) {
 		na("dirty_dense_256m_get_bitmap", b, na_mdev_dirty);
+		na("dirty_dense_256m_rereport", b, na_mdev_dirty);
 		na("dirty_dense_256m_rw", b, na_mdev_dirty);
 		na("dirty_dense_256m_mem", b, na_mdev_dirty);
 		return;
