@@ -371,8 +371,8 @@ fn dirty_period() -> i32 {
     d.new_period();
     check!(d.counts_hold() && d.footprint() == 0 && d.is_empty());
     check!(reports(&mut d, 0, u64::MAX, &[]));
-    // A report in the middle of a mark over chunks that are stale and absent: the stale one is
-    // zeroed, the absent one allocated, both reported exactly.
+    // One mark over a stale chunk (after a report of the fast path) and an absent one: the stale
+    // one is zeroed, the absent one allocated, both reported exactly.
     check!(d.mark(0, CB - 1).is_ok());
     d.new_period();
     check!(d.mark(CB - 2, CB + 1).is_ok() && d.counts_hold());

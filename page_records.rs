@@ -43,7 +43,7 @@ impl PageRecords {
         }
     }
 
-    /// The dirty marks, if any were made since the last report.
+    /// The dirty marks (fresh since the last report, or stale and kept), if any are allocated.
     pub(crate) fn dirty(&mut self) -> Option<&mut DirtyPages> {
         self.inner.as_mut().map(|r| &mut r.dirty)
     }
