@@ -484,8 +484,9 @@ TEST_F(dirty, worked_example)
  * Reporting periods over a mapping of two whole chunks of our sparse bitmap (32,768 pages each)
  * and 64 pages more, so that reports take the whole-chunk path as well as the word path: each
  * report has exactly the pages written or pinned since the one before, never those of an earlier
- * period (ours keeps a reported chunk, stale, and zeroes it at its next mark), including a chunk
- * reported through the word path because a vendor pin is in it.
+ * period (ours keeps a reported chunk, stale, and zeroes it at its next mark), including stale
+ * chunks marked again and reported through the word path (the tail, and a chunk with a vendor
+ * pin in it).
  */
 TEST_F(dirty, periods_whole_chunks)
 {
@@ -517,18 +518,24 @@ TEST_F(dirty, periods_whole_chunks)
 			for (i = 0; i < RUN; i++)
 				set_bit(want, 40000 + i);
 			break;
-		case 2: /* Other pages of the same chunks. */
+		case 2: /* Other pages of the same chunks, the tail's reported by words. */
 			ASSERT_EQ(0, vmdev(self->dev, VIR_MDEV_WRITE, IOVA + 5 * PAGE, 1, 0, 0, &byte,
 					   NULL));
 			ASSERT_EQ(0, vmdev(self->dev, VIR_MDEV_WRITE, IOVA + (CHUNK + 1ULL) * PAGE, 1, 0,
 					   0, &byte, NULL));
+			ASSERT_EQ(0, vmdev(self->dev, VIR_MDEV_WRITE, IOVA + (2 * CHUNK + 1ULL) * PAGE, 1,
+					   0, 0, &byte, NULL));
 			set_bit(want, 5);
 			set_bit(want, CHUNK + 1);
+			set_bit(want, 2 * CHUNK + 1);
 			break;
-		case 3: /* Only a vendor pin, in the first chunk. */
+		case 3: /* A vendor pin and a write in the first chunk (reported by words). */
 			ASSERT_EQ(0, vmdev(self->dev, VIR_MDEV_PIN, IOVA + 9 * PAGE, 1,
 					   VIR_MDEV_FLAG_WRITE, 3, NULL, NULL));
+			ASSERT_EQ(0, vmdev(self->dev, VIR_MDEV_WRITE, IOVA + 11 * PAGE, 1, 0, 0, &byte,
+					   NULL));
 			set_bit(want, 9);
+			set_bit(want, 11);
 			break;
 		case 4: /* The pin released (dirty once more), and the tail written. */
 			ASSERT_EQ(0, vmdev(self->dev, VIR_MDEV_UNPIN, IOVA + 9 * PAGE, 1, 0, 0, NULL,
