@@ -130,7 +130,9 @@ def main():
 
     def ratio(work, other):
         a, b = measure(work, "rust"), measure(work, other)
-        if a is None or b is None or b <= 0:
+        # A memory sample at or below zero (the kernel freed more than the workload held) has no
+        # meaningful ratio.
+        if a is None or b is None or b <= 0 or a < 0:
             return None
         return a / b
 
@@ -144,8 +146,10 @@ def main():
         checks = []
         if target is not None:
             if rt is None:
-                t1 = measure(work, "type1")
+                t1, ours = measure(work, "type1"), measure(work, "rust")
                 checks.append("? (no type1 value)" if t1 is None else
+                              f"? (ours measured {fmt(ours)}: no ratio)"
+                              if ours is not None and ours < 0 else
                               f"? (type1 measured {fmt(t1)}: no ratio)")
             else:
                 checks.append("ok" if rt <= target else "NOT met")
