@@ -40,6 +40,7 @@ impl IommuDriver for Container {
         pr_debug!("container released\n");
     }
 
+    #[unsafe(link_section = ".text.vir_hot")]
     fn ioctl(container: &Arc<Self>, cmd: u32, arg: usize) -> Result<i64> {
         ioctl::container_ioctl(container, cmd, arg)
     }

@@ -359,6 +359,7 @@ impl Container {
 
     /// Locks the container for an operation; `EINVAL` once it has been released (an ioctl that
     /// raced with the release of the last group).
+    #[unsafe(link_section = ".text.vir_hot")]
     pub(crate) fn lock_live(&self) -> Result<Guard<'_, ContainerInner, MutexBackend>> {
         let inner = self.inner.lock();
         if inner.released {
@@ -370,6 +371,7 @@ impl Container {
     /// Waits, with `guard`'s mutex released meanwhile, until no busy mapping overlaps `range`
     /// (every mapping if `None`). Returns whether it waited: the caller then checks again what
     /// it checked under the mutex before.
+    #[unsafe(link_section = ".text.vir_hot")]
     pub(crate) fn wait_settled(&self, guard: &mut Guard<'_, ContainerInner, MutexBackend>, range: Option<&IovaRange>) -> bool {
         let mut waited = false;
         loop {
@@ -389,6 +391,7 @@ impl Container {
 
     /// Locks the container for a request over `range` ([`Self::lock_live`]) once no busy mapping
     /// overlaps it ([`Self::wait_settled`]); `EINVAL` if it was released meanwhile.
+    #[unsafe(link_section = ".text.vir_hot")]
     pub(crate) fn lock_settled(&self, range: Option<&IovaRange>) -> Result<Guard<'_, ContainerInner, MutexBackend>> {
         let mut guard = self.lock_live()?;
         if let Some(range) = range {

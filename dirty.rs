@@ -200,6 +200,7 @@ impl DirtyPages {
     /// Measured (benchmarks.rst, fifth and sixth passes): under TCG, freeing the two chunks and
     /// three tables of a densely dirtied 256 MiB mapping took 45-94 us of its report; zeroing
     /// the chunks instead took 10-16 us.
+    #[unsafe(link_section = ".text.vir_hot")]
     pub(crate) fn new_period(&mut self) {
         if self.chunks != 0 && self.fresh == self.chunks && !self.chunkless_tables {
             if let Some(root) = self.root.as_deref_mut() {
@@ -348,6 +349,7 @@ impl DirtyPages {
 
     /// The marks of pages `lo..lo + CHUNK_BITS` if they are one chunk (`lo` a multiple of
     /// [`CHUNK_BITS`]): `None` if nothing is marked there in this period.
+    #[unsafe(link_section = ".text.vir_hot")]
     pub(crate) fn chunk_at(&self, lo: u64) -> Option<&Chunk> {
         if lo % CHUNK_BITS != 0 || lo > MAX_PAGE {
             return None;

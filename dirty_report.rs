@@ -26,6 +26,7 @@ impl ContainerInner {
     /// Writes the dirty bits of the mappings a request over `range` covers into `bitmap` (bit 0
     /// = `base`); all of them or an error. `id` is the container's and `unmap` tells an unmap
     /// from `GET_BITMAP`, for the trace event.
+    #[unsafe(link_section = ".text.vir_hot")]
     pub(crate) fn write_dirty_bits(
         &mut self,
         id: u64,
@@ -146,6 +147,7 @@ impl Container {
     /// Serves `VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP` for `range`: writes the dirty bits of every
     /// mapping in it to `bitmap` and starts a new reporting period for them, only if all bits
     /// were written (type1 loses the bits of the mappings before a fault).
+    #[unsafe(link_section = ".text.vir_hot")]
     pub(crate) fn dirty_bitmap(&self, range: &IovaRange, bitmap: &UserBitmap) -> Result {
         // A mapping of the range is being made or removed: report what is there after that.
         let mut guard = self.lock_settled(Some(range))?;

@@ -487,6 +487,7 @@ impl DmaMapping {
 
     /// Starts a new reporting period after a report: nothing marked dirty; the marks' memory is
     /// kept where pages were marked in the period that ended.
+    #[unsafe(link_section = ".text.vir_hot")]
     pub(crate) fn new_dirty_period(&mut self) {
         self.records.new_dirty_period();
         self.all_dirty_once = false;
@@ -500,10 +501,12 @@ impl DmaMapping {
 }
 
 impl DirtySource for DmaMapping {
+    #[unsafe(link_section = ".text.vir_hot")]
     fn range(&self) -> IovaRange {
         self.range
     }
 
+    #[unsafe(link_section = ".text.vir_hot")]
     fn all_dirty_once(&self) -> bool {
         self.all_dirty_once
     }
@@ -527,6 +530,7 @@ impl DirtySource for DmaMapping {
         }
     }
 
+    #[unsafe(link_section = ".text.vir_hot")]
     fn whole_chunk(&mut self, lo: u64, pgshift: u32) -> Option<Option<&Chunk>> {
         let pgsize = 1u64.checked_shl(pgshift)?;
         let first = self.range.start.checked_add(lo.checked_mul(pgsize)?)?;

@@ -79,6 +79,7 @@ impl DmaTree {
     }
 
     /// The first IOVA of the first mapping a request over `range` covers.
+    #[unsafe(link_section = ".text.vir_hot")]
     fn first_covered(&mut self, range: &IovaRange, cover: Cover) -> Option<u64> {
         let first = self.first_overlap(range)?;
         let key = if first < range.start {
@@ -95,6 +96,7 @@ impl DmaTree {
 
     /// Visits the mappings a request over `range` covers, in IOVA order, until `f` returns
     /// `Some`, which is returned.
+    #[unsafe(link_section = ".text.vir_hot")]
     pub(crate) fn find_covered<R>(
         &mut self,
         range: &IovaRange,
@@ -217,6 +219,7 @@ impl DmaTree {
     }
 
     /// Whether `range` bisects a mapping at either end (v2 unmaps and dirty bitmaps must not).
+    #[unsafe(link_section = ".text.vir_hot")]
     pub(crate) fn bisects(&mut self, range: &IovaRange) -> bool {
         if let Some(k) = self.containing(range.start) {
             if k != range.start {

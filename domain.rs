@@ -366,6 +366,7 @@ impl DomainSet {
 
     /// [`Self::pgsize_bitmap`] with one more domain that supports `extra`: 0 if they share no page
     /// size, which `attach` refuses.
+    #[unsafe(link_section = ".text.vir_hot")]
     pub(crate) fn pgsize_bitmap_with(&self, extra: u64) -> u64 {
         fold_pgsizes(self.iter().fold(extra, |b, d| b & d.info().pgsize_bitmap))
     }

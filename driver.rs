@@ -135,6 +135,7 @@ impl<T: IommuDriver> Adapter<T> {
     ///
     /// Only called by the VFIO core: `iommu_data` is NULL (only for `VFIO_CHECK_EXTENSION`
     /// before `VFIO_SET_IOMMU`) or comes from `open_callback` and has not been released.
+    #[unsafe(link_section = ".text.vir_hot")]
     unsafe extern "C" fn ioctl_callback(
         iommu_data: *mut ffi::c_void,
         cmd: ffi::c_uint,
@@ -158,7 +159,12 @@ impl<T: IommuDriver> Adapter<T> {
         // of this borrow with the release is the core's, as for every backend).
         // SAFETY: Non-null `iommu_data` is a container from `open_callback` (function contract).
         let container: Arc<T> = unsafe { Self::container(iommu_data) }.into();
-        from_result(|| Ok(T::ioctl(&container, cmd, arg)? as ffi::c_long))
+        // Matched here rather than through `from_result`, whose instance would sit outside the
+        // hot section (see `Documentation/architecture.rst`, "Code layout").
+        match T::ioctl(&container, cmd, arg) {
+            Ok(v) => v as ffi::c_long,
+            Err(e) => e.to_errno() as ffi::c_long,
+        }
     }
 
     /// # Safety
@@ -384,6 +390,7 @@ static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 impl InFlight {
     /// Counts a call in; the returned guard counts it out.
+    #[inline]
     fn enter() -> Self {
         IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
         Self(())
@@ -403,6 +410,7 @@ impl InFlight {
 }
 
 impl Drop for InFlight {
+    #[inline]
     fn drop(&mut self) {
         IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
     }

@@ -22,6 +22,7 @@ use core::mem::size_of;
 use kernel::prelude::*;
 
 /// Serves a container ioctl other than `VFIO_CHECK_EXTENSION`.
+#[unsafe(link_section = ".text.vir_hot")]
 pub(crate) fn container_ioctl(container: &Container, cmd: u32, arg: usize) -> Result<i64> {
     match cmd {
         bindings::VFIO_IOMMU_GET_INFO => get_info(container, arg),
@@ -56,6 +57,7 @@ pub(crate) fn check_extension(container: Option<&Container>, extension: u64) -> 
 }
 
 /// `VFIO_IOMMU_MAP_DMA`.
+#[inline(never)]
 fn map_dma(container: &Container, arg: usize) -> Result {
     let minsz = size_of::<bindings::vfio_iommu_type1_dma_map>();
     let map: bindings::vfio_iommu_type1_dma_map = compat::user_slice(arg, minsz).reader().read()?;
@@ -83,6 +85,7 @@ fn map_dma(container: &Container, arg: usize) -> Result {
 }
 
 /// `VFIO_IOMMU_UNMAP_DMA`: on success the unmapped size is written back.
+#[inline(never)]
 fn unmap_dma(container: &Container, arg: usize) -> Result {
     let minsz = size_of::<bindings::vfio_iommu_type1_dma_unmap>();
     let (mut reader, mut writer) = compat::user_slice(arg, minsz).reader_writer();
@@ -148,6 +151,7 @@ fn unmap_copy(u: &bindings::vfio_iommu_type1_dma_unmap) -> bindings::vfio_iommu_
 }
 
 /// `VFIO_IOMMU_DIRTY_PAGES` (v2 containers only): exactly one of START, STOP, GET_BITMAP.
+#[unsafe(link_section = ".text.vir_hot")]
 fn dirty_pages(container: &Container, arg: usize) -> Result {
     if container.version != Version::V2 {
         return Err(EACCES);
@@ -193,6 +197,7 @@ const INFO_SIZE: usize = size_of::<bindings::vfio_iommu_type1_info>();
 
 /// `VFIO_IOMMU_GET_INFO`: the header, then the capability chain if `argsz` leaves room for it;
 /// otherwise `argsz` tells the size needed (type1's protocol).
+#[inline(never)]
 fn get_info(container: &Container, arg: usize) -> Result {
     // minsz: argsz, flags and iova_pgsizes.
     let minsz = 16;

@@ -35,6 +35,7 @@ impl IovaRange {
     }
 
     /// The size in bytes, or `None` for the whole 64-bit space (which has 2^64 bytes).
+    #[inline]
     pub(crate) fn size(&self) -> Option<u64> {
         (self.last - self.start).checked_add(1)
     }

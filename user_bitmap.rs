@@ -66,6 +66,7 @@ impl UserBitmap {
     /// the memory could be user memory, and its size is non-zero, at most
     /// [`MAX_BITMAP_BYTES`] and enough for the range's pages (`EINVAL` otherwise). A page size that
     /// is zero or not a power of two is refused too.
+    #[unsafe(link_section = ".text.vir_hot")]
     pub(crate) fn validate(&self, range_size: u64) -> Result {
         if !mm::user_range_ok(self.data, self.size) || !self.pgsize.is_power_of_two() {
             return Err(EINVAL);
@@ -81,6 +82,7 @@ impl UserBitmap {
     ///
     /// The words are produced a window at a time: a window without a dirty bit is zeroed in user
     /// memory directly (`clear_user`), one with bits is built in `window` and copied.
+    #[unsafe(link_section = ".text.vir_hot")]
     pub(crate) fn write(
         &self,
         base: u64,
@@ -195,6 +197,7 @@ impl UserBitmap {
 
     /// The user address of `len` bytes from word `word` of the bitmap; `EINVAL` if they are not
     /// all inside it (never the case for mappings inside the validated range).
+    #[unsafe(link_section = ".text.vir_hot")]
     fn user_range(&self, word: u64, len: usize) -> Result<usize> {
         let off = word.checked_mul(8).ok_or(EINVAL)?;
         let end = off.checked_add(len as u64).ok_or(EINVAL)?;

@@ -49,6 +49,12 @@ mod kunit_tests;
 
 use kernel::prelude::*;
 
+// The dirty-bitmap ioctl's functions carry `#[unsafe(link_section = ".text.vir_hot")]` (and its C
+// helpers `__vir_hot`), so that a report touches two pages of module text rather than a dozen
+// (Documentation/architecture.rst, "Code layout"). This opens that section page-aligned: the
+// module's inline assembly comes first in this object, and this object first in the link.
+core::arch::global_asm!(".pushsection .text.vir_hot,\"ax\",@progbits", ".balign 4096", ".popsection");
+
 compat::vir_module! {
     type: VfioIommuRust,
     name: "vfio_iommu_rust",

@@ -436,7 +436,7 @@ void vir_unpin_pinned_range(unsigned long pfn, unsigned long npages, bool dirty)
 	unpin_user_page_range_dirty_lock(pfn_to_page(pfn), npages, dirty);
 }
 
-void vir_cond_resched(void)
+__vir_hot void vir_cond_resched(void)
 {
 	cond_resched();
 }
@@ -469,12 +469,12 @@ out:
 	return left ? -EFAULT : 0;
 }
 
-unsigned long vir_clear_user(u64 ptr, unsigned long len)
+__vir_hot unsigned long vir_clear_user(u64 ptr, unsigned long len)
 {
 	return clear_user((void __user *)(unsigned long)ptr, len);
 }
 
-bool vir_user_range_ok(u64 ptr, u64 size)
+__vir_hot bool vir_user_range_ok(u64 ptr, u64 size)
 {
 	return access_ok((void __user *)(unsigned long)ptr, size);
 }

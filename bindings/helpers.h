@@ -12,6 +12,13 @@
 #include <linux/sched.h>
 #include <linux/types.h>
 
+/*
+ * The section of the code a dirty-bitmap ioctl runs, kept together so that the ioctl touches few
+ * pages of module text (Documentation/architecture.rst, "Code layout"); the Rust functions of
+ * that path carry the same section.
+ */
+#define __vir_hot __section(".text.vir_hot")
+
 /* Module parameters, as in vfio_iommu_type1. */
 unsigned int vir_param_dma_entry_limit(void);
 bool vir_param_allow_unsafe_interrupts(void);

@@ -12,6 +12,9 @@
 #         bench (make bench), debug (make check-debug, on the debug kernel), fuzz (make fuzz)
 # VIR_GUEST_ENV="NAME=VALUE ..." exports variables to the guest's tests; VIR_ONLY="a_test b_test"
 # runs only those test binaries (for iterating on a few tests; the leak and boot checks still run).
+# VIR_QEMU_ARGS="..." adds QEMU options, split at spaces: "-icount shift=0,sleep=off" makes the
+# guest's clock count executed instructions (1 ns each), so that `make bench` reports instructions
+# instead of time (Documentation/benchmarks.rst, "Seventh pass").
 source "$(dirname "$0")/lib.sh"
 
 kdir=${1:?usage: run-guest.sh KDIR MODE}
@@ -45,7 +48,7 @@ fi
 cpu=max
 [ "$mode" = bench ] && cpu=max,fsrm=off,fsrs=off,fzrm=off,fsrc=off
 cpu=${VIR_CPU:-$cpu}
-printf '%s, -cpu %s\n' "$(qemu-system-x86_64 --version | head -n1)" "$cpu" >"$out/emulator"
+printf '%s, -cpu %s%s\n' "$(qemu-system-x86_64 --version | head -n1)" "$cpu" "${VIR_QEMU_ARGS:+, $VIR_QEMU_ARGS}" >"$out/emulator"
 : >"$console"
 : >"$tap"
 
@@ -64,7 +67,7 @@ check | debug)
 	;;
 esac
 cmd=(qemu-system-x86_64
-	-M q35,kernel-irqchip=split -accel "$accel" -cpu "$cpu" -smp 2 -m "$mem"
+	-M q35,kernel-irqchip=split -accel "$accel" -cpu "$cpu" -smp 2 -m "$mem" ${VIR_QEMU_ARGS:-}
 	-device intel-iommu,intremap=$intremap,caching-mode=on,aw-bits=48
 	-device edu -device edu
 	-virtfs local,path=/,mount_tag=host,security_model=none,readonly=on
