@@ -75,6 +75,7 @@ impl IommuDriver for Container {
         container.unregister_device(dev)
     }
 
+    #[unsafe(link_section = ".text.vir_hot")]
     fn dma_rw(container: &Self, iova: u64, data: DmaRwData<'_>) -> Result {
         container.dma_rw(iova, data)
     }

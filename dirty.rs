@@ -131,6 +131,7 @@ impl DirtyPages {
     /// Marks pages `first..=last` (nothing if `first > last`). Fails with `ENOMEM` if a chunk or
     /// table cannot be allocated (the pages before it are marked) and with `EINVAL`, marking
     /// nothing, if `last` is above [`MAX_PAGE`].
+    #[unsafe(link_section = ".text.vir_hot")]
     pub(crate) fn mark(&mut self, first: u64, last: u64) -> Result {
         if first > last {
             return Ok(());
@@ -147,6 +148,7 @@ impl DirtyPages {
     }
 
     /// [`Self::mark`] of a valid range, allocating tables and chunks as it goes.
+    #[unsafe(link_section = ".text.vir_hot")]
     fn mark_chunks(&mut self, first: u64, last: u64) -> Result {
         let root = get_or_alloc(&mut self.root)?;
         let (first_chunk, last_chunk) = (first >> CHUNK_SHIFT, last >> CHUNK_SHIFT);

@@ -67,6 +67,7 @@ impl DmaTree {
     }
 
     /// The mapping that contains `iova`.
+    #[unsafe(link_section = ".text.vir_hot")]
     pub(crate) fn containing_mut(&mut self, iova: u64) -> Option<&mut DmaMapping> {
         let key = self.containing(iova)?;
         self.get_mut(key)

@@ -289,6 +289,7 @@ impl<T: IommuDriver> Adapter<T> {
     /// Only called by the VFIO core (`vfio_dma_rw()`) with a live container and `data` valid for
     /// `count` bytes, owned by the calling vendor driver for the call: read if `write` (copied to
     /// the mapped memory), written if not (and then possibly uninitialised before the call).
+    #[unsafe(link_section = ".text.vir_hot")]
     unsafe extern "C" fn dma_rw_callback(
         iommu_data: *mut ffi::c_void,
         user_iova: bindings::dma_addr_t,

@@ -286,6 +286,7 @@ impl MmOwner {
     /// type1's `dma_rw`: from a kernel thread by borrowing the address space, from a task only if
     /// it is the owner (`EFAULT` otherwise); `EPERM` if the owner's address space has exited.
     /// `EINVAL` if the part is not inside `data`.
+    #[unsafe(link_section = ".text.vir_hot")]
     pub(crate) fn copy(&self, vaddr: u64, data: &mut DmaRwData<'_>, offset: usize, len: usize) -> Result {
         let end = offset.checked_add(len).ok_or(EINVAL)?;
         let (ptr, write) = match data {

@@ -50,6 +50,7 @@ impl PageRecords {
 
     /// Marks pages `first..=last` dirty ([`DirtyPages::mark`]); fails with `ENOMEM` if the records
     /// cannot be allocated.
+    #[unsafe(link_section = ".text.vir_hot")]
     pub(crate) fn mark_dirty(&mut self, first: u64, last: u64) -> Result {
         let r = self.get_or_alloc()?.dirty.mark(first, last);
         self.free_if_empty();

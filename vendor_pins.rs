@@ -183,6 +183,7 @@ impl Container {
 
     /// Copies `data` to or from the memory mapped at `iova` for a vendor driver (type1's
     /// `vfio_iommu_type1_dma_rw`); writes are dirty while tracking. Emits `vir_dma_rw`.
+    #[unsafe(link_section = ".text.vir_hot")]
     pub(crate) fn dma_rw(&self, iova: u64, data: DmaRwData<'_>) -> Result {
         let (len, write) = (data.len(), data.is_write());
         let r = self.dma_rw_inner(iova, data);
@@ -191,6 +192,7 @@ impl Container {
     }
 
     /// [`Self::dma_rw`].
+    #[unsafe(link_section = ".text.vir_hot")]
     fn dma_rw_inner(&self, iova: u64, mut data: DmaRwData<'_>) -> Result {
         let mut guard = self.lock_settled(bytes_range(iova, data.len()).as_ref())?;
         let inner = &mut *guard;

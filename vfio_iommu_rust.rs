@@ -49,10 +49,13 @@ mod kunit_tests;
 
 use kernel::prelude::*;
 
-// The dirty-bitmap ioctl's functions carry `#[unsafe(link_section = ".text.vir_hot")]` (and its C
-// helpers `__vir_hot`), so that a report touches two pages of module text rather than a dozen
+// The functions of `vfio_dma_rw()` with its dirty marks and of the dirty-bitmap report carry
+// `#[unsafe(link_section = ".text.vir_hot")]` (their C helpers `__vir_hot`), so that a report
+// touches two pages of module text, shared with the `dma_rw` path, rather than a dozen
 // (Documentation/architecture.rst, "Code layout"). This opens that section page-aligned: the
 // module's inline assembly comes first in this object, and this object first in the link.
+// The attribute is `unsafe` because a section's flags must suit what is put in it; this one is
+// opened "ax" (allocated, executable), as `.text`, and holds only functions.
 core::arch::global_asm!(".pushsection .text.vir_hot,\"ax\",@progbits", ".balign 4096", ".popsection");
 
 compat::vir_module! {

@@ -447,7 +447,7 @@ bool vir_fatal_signal_pending(void)
 }
 
 /* type1's vfio_iommu_type1_dma_rw_chunk(), minus the lookup: 0, -EPERM or -EFAULT. */
-int vir_mm_copy(struct mm_struct *mm, unsigned long vaddr, void *data, size_t count, bool write)
+__vir_hot int vir_mm_copy(struct mm_struct *mm, unsigned long vaddr, void *data, size_t count, bool write)
 {
 	bool kthread = current->mm == NULL;
 	unsigned long left = count;

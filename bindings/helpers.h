@@ -13,9 +13,10 @@
 #include <linux/types.h>
 
 /*
- * The section of the code a dirty-bitmap ioctl runs, kept together so that the ioctl touches few
- * pages of module text (Documentation/architecture.rst, "Code layout"); the Rust functions of
- * that path carry the same section.
+ * The section of the code a migration pass runs over and over (vfio_dma_rw() with its dirty
+ * marks, the dirty-bitmap report), kept together so that it touches few pages of module text
+ * (Documentation/architecture.rst, "Code layout"); the Rust functions of those paths carry the
+ * same section.
  */
 #define __vir_hot __section(".text.vir_hot")
 
