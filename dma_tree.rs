@@ -45,6 +45,7 @@ impl DmaTree {
     }
 
     /// The first IOVA of the lowest mapping that overlaps `range`.
+    #[unsafe(link_section = ".text.vir_hot")]
     pub(crate) fn first_overlap(&mut self, range: &IovaRange) -> Option<u64> {
         // A mapping starting below `range.start` overlaps if it reaches into it.
         if let Some(cursor) = self.tree.cursor_lower_bound(&range.start) {
