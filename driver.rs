@@ -297,26 +297,27 @@ impl<T: IommuDriver> Adapter<T> {
         count: usize,
         write: bool,
     ) -> ffi::c_int {
-        from_result(|| {
-            if data.is_null() || count == 0 {
-                return Err(EINVAL);
-            }
-            // SAFETY: `iommu_data` is a live container (function safety contract).
-            let container = unsafe { Self::container(iommu_data) };
-            let data = if write {
-                // SAFETY: `data` is valid for reads of `count` bytes for the call (function safety
-                // contract), and only read.
-                DmaRwData::Write(unsafe { core::slice::from_raw_parts(data.cast::<u8>(), count) })
-            } else {
-                // SAFETY: `data` is valid for writes of `count` bytes and not otherwise accessed for
-                // the call (function safety contract); `MaybeUninit` allows uninitialised bytes.
-                DmaRwData::Read(unsafe {
-                    core::slice::from_raw_parts_mut(data.cast::<MaybeUninit<u8>>(), count)
-                })
-            };
-            T::dma_rw(&container, user_iova, data)?;
-            Ok(0)
-        })
+        if data.is_null() || count == 0 {
+            return EINVAL.to_errno();
+        }
+        // SAFETY: `iommu_data` is a live container (function safety contract).
+        let container = unsafe { Self::container(iommu_data) };
+        let data = if write {
+            // SAFETY: `data` is valid for reads of `count` bytes for the call (function safety
+            // contract), and only read.
+            DmaRwData::Write(unsafe { core::slice::from_raw_parts(data.cast::<u8>(), count) })
+        } else {
+            // SAFETY: `data` is valid for writes of `count` bytes and not otherwise accessed for
+            // the call (function safety contract); `MaybeUninit` allows uninitialised bytes.
+            DmaRwData::Read(unsafe {
+                core::slice::from_raw_parts_mut(data.cast::<MaybeUninit<u8>>(), count)
+            })
+        };
+        // Matched here rather than through `from_result`, as in `ioctl_callback`.
+        match T::dma_rw(&container, user_iova, data) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
     }
 
     /// The ops table handed to the VFIO core.
