@@ -105,7 +105,7 @@ static void use_backend(enum bk b)
 
 static void report(const char *tag, const char *work, enum bk b, double value, const char *unit)
 {
-	printf("BENCH %s%s %s %.3f %s\n", tag, work, bk_name[b], value, unit);
+	printf("BENCH %s%s %s %.6f %s\n", tag, work, bk_name[b], value, unit);
 	fflush(stdout);
 }
 
@@ -157,7 +157,7 @@ static const struct workload {
 	{ "dirty_dense_256m", w_dense, DENSE, NEED_RESERVE },
 	{ "get_bitmap_1g_all_dirty", w_alldirty, GIB, NEED_RESERVE },
 	{ "contention_vendor_pin", w_contention, GIB },
-	{ "growth_4k", w_growth_4k, 2 * GIB },
+	{ "growth_4k", w_growth_4k, GROWTH_SPAN },
 	{ "growth_small_maps", w_growth_small, 65535 * SMALL },
 	{ "mem_per_mapping", w_mem_map, 16384 * PAGE, 0, true },
 	{ "mem_per_pinned_page", w_mem_pin, MEM_PIN_PAGES * PAGE, 0, true },
