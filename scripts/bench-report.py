@@ -4,7 +4,9 @@
 <reason>" lines into a markdown table (median and spread per backend: type1, iommufd and ours;
 the ratios ours/type1 and ours/iommufd; the issue's targets) and a bar plot of the ratios.
 
-Usage: bench-report.py TAP_LOG RESULTS_DIR KERNEL_VERSION ARCH NCPU [EMULATOR]
+Usage: bench-report.py TAP_LOG RESULTS_DIR KERNEL_VERSION ARCH NCPU [EMULATOR [ICOUNT_TAP_LOG]]
+ICOUNT_TAP_LOG is the TAP of a second boot under QEMU's "-icount shift=0,sleep=off" (bench.sh):
+its times are guest instructions (1 ns each), and the table gives them as the ICOUNT rows.
 Writes RESULTS_DIR/<date>-linux-<kernel>.md and .png and prints the table.
 """
 import datetime
@@ -48,6 +50,10 @@ ROWS = [
     ("dirty_dense_256m_rereport",
      "&nbsp;&nbsp;the same report again after 2 pages written (warm, median of 7)", None, False),
     ("dirty_dense_256m_rw", "&nbsp;&nbsp;the dma_rw writes, tracking on", None, False),
+    ("icount_dirty_dense_256m_get_bitmap",
+     "&nbsp;&nbsp;GET_BITMAP, guest instructions (-icount boot)", None, False),
+    ("icount_dirty_dense_256m_rereport",
+     "&nbsp;&nbsp;the warm report again, guest instructions (-icount boot)", None, False),
     ("dirty_dense_256m_mem", "dense dirty 256 MiB: kernel memory (slab + vmalloc)", 1.0, False),
     ("pin_unpin_512", "vendor pin+unpin 512 pages", 1.0, False),
     ("contention_vendor_pin_p99", "vendor pin/unpin p99 during 1 GiB MAP+UNMAP", 0.1, False),
@@ -90,17 +96,31 @@ def fmt(v):
 def main():
     tap, outdir, kver, arch, ncpu = sys.argv[1:6]
     emulator = sys.argv[6] if len(sys.argv) > 6 else "QEMU"
+    icount_tap = sys.argv[7] if len(sys.argv) > 7 else None
     values, units, na = {}, {}, {}
-    for line in open(tap, errors="replace"):
-        parts = line.strip().split()
-        if len(parts) >= 4 and parts[0] == "BENCH-NA":
-            na.setdefault((parts[1], parts[2]), " ".join(parts[3:]))
-            continue
-        if len(parts) != 5 or parts[0] != "BENCH" or parts[1].startswith("warmup-"):
-            continue
-        _, work, backend, value, unit = parts
-        values.setdefault((work, backend), []).append(float(value))
-        units[work] = unit
+
+    def parse(path, prefix=""):
+        """Reads one boot's TAP; under -icount (prefix "icount_") a time in ms is 1e6 guest
+        instructions per ms, as the guest clock advances 1 ns per instruction."""
+        for line in open(path, errors="replace"):
+            parts = line.strip().split()
+            if len(parts) >= 4 and parts[0] == "BENCH-NA":
+                na.setdefault((prefix + parts[1], parts[2]), " ".join(parts[3:]))
+                continue
+            if len(parts) != 5 or parts[0] != "BENCH" or parts[1].startswith("warmup-"):
+                continue
+            _, work, backend, value, unit = parts
+            v = float(value)
+            if prefix:
+                if unit != "ms":
+                    continue
+                v, unit = v * 1e6, "instructions"
+            values.setdefault((prefix + work, backend), []).append(v)
+            units[prefix + work] = unit
+
+    parse(tap)
+    if icount_tap:
+        parse(icount_tap, "icount_")
 
     notes = []  # footnote texts, numbered in order
 
@@ -223,7 +243,10 @@ def main():
             f"| {fmt(mult['rust'])} | {tgt} | {met} |"
         )
 
-    n = max(len(v) for k, v in values.items() if k[1] in BACKENDS) if values else 0
+    n = max((len(v) for k, v in values.items()
+             if k[1] in BACKENDS and not k[0].startswith("icount_")), default=0)
+    ni = max((len(v) for k, v in values.items()
+              if k[1] in BACKENDS and k[0].startswith("icount_")), default=0)
     md = [
         f"# vfio-iommu-rust benchmark, {date}",
         "",
@@ -234,6 +257,11 @@ def main():
         f"Emulator: {emulator} (Documentation/benchmarks.rst says why the benchmark CPU has no fast "
         "short string bits).",
         "Times are wall-clock under TCG emulation: compare the ratios, not the absolute values.",
+        *([f"The rows marked -icount boot come from a second boot that ran the dense dirty "
+           f"workload alone ({ni} measured runs) under QEMU's -icount shift=0,sleep=off: the "
+           "guest clock advances 1 ns per executed instruction, so a time there is a count of "
+           "guest instructions, whatever the host's load and TCG's own costs."]
+          if ni else []),
         "",
         "Cells: median (min-max) over the measured runs. Ratios: of medians for times, of minimums "
         "for memory (unrelated allocations during a memory sample only ever add to it).",

@@ -7,6 +7,10 @@
 #   VIR_BENCH_ROUNDS=N      measured rounds per backend and workload (default 5)
 #   VIR_BENCH_ONLY=a,b      only these workloads (names: Documentation/benchmarks.rst)
 #   VIR_BENCH_TIMEOUT=S     limit of the guest run in seconds (default 3000)
+#   VIR_BENCH_ICOUNT=0      no second boot for the instruction counts (below)
+# When the dense dirty workload runs, a second, shorter boot runs it alone under QEMU's -icount
+# (the guest clock counts executed instructions, 1 ns each; 2 rounds), and the table adds its
+# instruction counts below the wall-clock ones (Documentation/benchmarks.rst, "Instructions").
 source "$(dirname "$0")/lib.sh"
 
 # The two knobs reach vir-bench in the guest as kernel command line variables (run-guest.sh).
@@ -20,13 +24,28 @@ export VIR_GUEST_ENV
 
 kdir=${1:-$(bash "$VIR_ROOT/scripts/build-kernel.sh")}
 build_module_and_guest "$kdir"
-bash "$VIR_ROOT/scripts/run-guest.sh" "$kdir" bench "${VIR_BENCH_TIMEOUT:-3000}" || true
-tap=$VIR_ROOT/out/guest/bench/tap.log
-if ! grep -q '^BENCH-DONE' "$tap"; then
-	grep '^BENCH-ERROR' "$tap" >&2 || true
-	die "the benchmark did not complete; see $tap and $VIR_ROOT/out/guest/bench/console.log"
+guest=$VIR_ROOT/out/guest/bench
+# bench_boot DEST: one bench boot; its TAP is copied to DEST (the next boot starts a new one).
+bench_boot() {
+	bash "$VIR_ROOT/scripts/run-guest.sh" "$kdir" bench "${VIR_BENCH_TIMEOUT:-3000}" || true
+	if ! grep -q '^BENCH-DONE' "$guest/tap.log"; then
+		grep '^BENCH-ERROR' "$guest/tap.log" >&2 || true
+		die "the benchmark did not complete; see $guest/tap.log and $guest/console.log"
+	fi
+	cp "$guest/tap.log" "$1"
+}
+bench_boot "$guest/tap-wallclock.log"
+emulator=$(cat "$guest/emulator")
+icount_tap=
+if [ "${VIR_BENCH_ICOUNT:-1}" != 0 ] && grep -q '^BENCH dirty_dense_256m_get_bitmap ' "$guest/tap-wallclock.log"; then
+	stage "instructions: the dense dirty workload alone under -icount"
+	VIR_GUEST_ENV="VIR_BENCH_ROUNDS=2 VIR_BENCH_ONLY=dirty_dense_256m" \
+		VIR_QEMU_ARGS="${VIR_QEMU_ARGS:+$VIR_QEMU_ARGS }-icount shift=0,sleep=off" \
+		bench_boot "$guest/tap-icount.log"
+	icount_tap=$guest/tap-icount.log
 fi
 stage "results"
 mkdir -p "$VIR_ROOT/bench/results"
-/usr/bin/python3 "$VIR_ROOT/scripts/bench-report.py" "$tap" "$VIR_ROOT/bench/results" \
-	"$(kernel_version)" "$(uname -m)" "$(nproc)" "$(cat "$VIR_ROOT/out/guest/bench/emulator")"
+/usr/bin/python3 "$VIR_ROOT/scripts/bench-report.py" "$guest/tap-wallclock.log" \
+	"$VIR_ROOT/bench/results" "$(kernel_version)" "$(uname -m)" "$(nproc)" "$emulator" \
+	$icount_tap
