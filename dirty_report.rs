@@ -39,7 +39,7 @@ impl ContainerInner {
         let mut window = user_bitmap::Window::new();
         // Only allocated, and the bitmap only read back, while the trace event is enabled.
         let mut readback = if trace::dirty_report_enabled() {
-            Some(KVec::from_elem(0u8, READBACK_BYTES, GFP_KERNEL)?)
+            Some(KBox::<[u8; READBACK_BYTES]>::init(compat::init_zeroed(), GFP_KERNEL)?)
         } else {
             None
         };
@@ -55,7 +55,7 @@ impl ContainerInner {
             let nbits = m.size() >> pgshift;
             bytes = bytes.saturating_add(words_spanned(first, nbits).saturating_mul(8));
             if let Some(buf) = readback.as_mut() {
-                match bits_set(bitmap, first, nbits, buf) {
+                match bits_set(bitmap, first, nbits, &mut buf[..]) {
                     Ok(n) => bits = bits.saturating_add(n),
                     Err(e) => return Some(e),
                 }

@@ -296,10 +296,13 @@ fn or_at(bytes: &mut [u8], word: usize, value: u64) {
     b.copy_from_slice(&(u64::from_le_bytes(le) | value).to_le_bytes());
 }
 
+/// Bytes of a window.
+const WINDOW_BYTES: usize = WINDOW_WORDS * size_of::<u64>();
+
 /// Scratch space for [`UserBitmap::write`]: the bytes of one window, allocated when a window is
 /// first built (a report of clean, whole-chunk or all-dirty windows needs none).
 pub(crate) struct Window {
-    bytes: Option<KVec<u8>>,
+    bytes: Option<KBox<[u8; WINDOW_BYTES]>>,
 }
 
 impl Window {
@@ -308,12 +311,13 @@ impl Window {
         Self { bytes: None }
     }
 
-    /// The window's [`WINDOW_WORDS`] words, allocated on first use.
-    fn bytes(&mut self) -> Result<&mut KVec<u8>> {
+    /// The window's [`WINDOW_WORDS`] words, allocated on first use. Zeroed in place with one
+    /// `memset` (`KVec::from_elem` filled it a byte at a time: 4,096 iterations per report).
+    fn bytes(&mut self) -> Result<&mut [u8]> {
         let bytes = match self.bytes.take() {
             Some(b) => b,
-            None => KVec::from_elem(0u8, WINDOW_WORDS * size_of::<u64>(), GFP_KERNEL)?,
+            None => KBox::init(compat::init_zeroed(), GFP_KERNEL)?,
         };
-        Ok(self.bytes.insert(bytes))
+        Ok(&mut self.bytes.insert(bytes)[..])
     }
 }
