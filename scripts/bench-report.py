@@ -6,7 +6,8 @@ the ratios ours/type1 and ours/iommufd; the issue's targets) and a bar plot of t
 
 Usage: bench-report.py TAP_LOG RESULTS_DIR KERNEL_VERSION ARCH NCPU [EMULATOR [ICOUNT_TAP_LOG]]
 ICOUNT_TAP_LOG is the TAP of a second boot under QEMU's "-icount shift=0,sleep=off" (bench.sh):
-its times are guest instructions (1 ns each), and the table gives them as the ICOUNT rows.
+its times are guest instructions (1 ns each), and the table gives them in the rows marked
+"-icount boot".
 Writes RESULTS_DIR/<date>-linux-<kernel>.md and .png and prints the table.
 """
 import datetime

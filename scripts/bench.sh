@@ -36,16 +36,16 @@ bench_boot() {
 }
 bench_boot "$guest/tap-wallclock.log"
 emulator=$(cat "$guest/emulator")
-icount_tap=
+icount_tap=()
 if [ "${VIR_BENCH_ICOUNT:-1}" != 0 ] && grep -q '^BENCH dirty_dense_256m_get_bitmap ' "$guest/tap-wallclock.log"; then
 	stage "instructions: the dense dirty workload alone under -icount"
 	VIR_GUEST_ENV="VIR_BENCH_ROUNDS=2 VIR_BENCH_ONLY=dirty_dense_256m" \
 		VIR_QEMU_ARGS="${VIR_QEMU_ARGS:+$VIR_QEMU_ARGS }-icount shift=0,sleep=off" \
 		bench_boot "$guest/tap-icount.log"
-	icount_tap=$guest/tap-icount.log
+	icount_tap=("$guest/tap-icount.log")
 fi
 stage "results"
 mkdir -p "$VIR_ROOT/bench/results"
 /usr/bin/python3 "$VIR_ROOT/scripts/bench-report.py" "$guest/tap-wallclock.log" \
 	"$VIR_ROOT/bench/results" "$(kernel_version)" "$(uname -m)" "$(nproc)" "$emulator" \
-	$icount_tap
+	"${icount_tap[@]}"
