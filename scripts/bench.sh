@@ -7,7 +7,8 @@
 #   VIR_BENCH_ROUNDS=N      measured rounds per backend and workload (default 5)
 #   VIR_BENCH_ONLY=a,b      only these workloads (names: Documentation/benchmarks.rst)
 #   VIR_BENCH_TIMEOUT=S     limit of the guest run in seconds (default 3000)
-#   VIR_BENCH_ICOUNT=0      no second boot for the instruction counts (below)
+#   VIR_BENCH_ICOUNT=0      no second boot for the instruction counts (below; none either when
+#                           VIR_QEMU_ARGS has -icount: every time is then a count)
 # When the dense dirty workload runs, a second, shorter boot runs it alone under QEMU's -icount
 # (the guest clock counts executed instructions, 1 ns each; 2 rounds), and the table adds its
 # instruction counts below the wall-clock ones (Documentation/benchmarks.rst, "Instructions").
@@ -37,7 +38,9 @@ bench_boot() {
 bench_boot "$guest/tap-wallclock.log"
 emulator=$(cat "$guest/emulator")
 icount_tap=()
-if [ "${VIR_BENCH_ICOUNT:-1}" != 0 ] && grep -q '^BENCH dirty_dense_256m_get_bitmap ' "$guest/tap-wallclock.log"; then
+# Not when the first boot ran under -icount already (VIR_QEMU_ARGS): its times are the counts.
+if [ "${VIR_BENCH_ICOUNT:-1}" != 0 ] && [[ ${VIR_QEMU_ARGS:-} != *-icount* ]] &&
+	grep -q '^BENCH dirty_dense_256m_get_bitmap ' "$guest/tap-wallclock.log"; then
 	stage "instructions: the dense dirty workload alone under -icount"
 	VIR_GUEST_ENV="VIR_BENCH_ROUNDS=2 VIR_BENCH_ONLY=dirty_dense_256m" \
 		VIR_QEMU_ARGS="${VIR_QEMU_ARGS:+$VIR_QEMU_ARGS }-icount shift=0,sleep=off" \
